@@ -1,0 +1,32 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Ebb",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ebb", targets: ["ebb"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The only C: fixed-arity ioctl wrappers and ioctl numbers from <linux/kvm.h>.
+        .target(name: "CKVM"),
+        .target(name: "KVM", dependencies: ["CKVM"]),
+        .target(name: "GuestMemory", dependencies: ["CKVM"]),
+        .target(name: "LinuxBoot", dependencies: ["GuestMemory"]),
+        .target(name: "ACPI"),
+        .target(name: "Devices"),
+        .target(name: "VMM", dependencies: ["CKVM", "KVM", "GuestMemory", "LinuxBoot", "ACPI", "Devices"]),
+        .executableTarget(name: "ebb", dependencies: [
+            "VMM",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot", "GuestMemory"]),
+        .testTarget(name: "ACPITests", dependencies: ["ACPI"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VMM"]),
+    ]
+)

@@ -1,0 +1,65 @@
+// The only C in Ebb: fixed-arity wrappers for the variadic ioctl(2), and the KVM ioctl numbers,
+// which are function-like macros Swift cannot import. No logic lives here.
+#ifndef EBB_CKVM_H
+#define EBB_CKVM_H
+
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <stdint.h>
+#include <sys/prctl.h>
+
+static inline int ebb_ioctl_none(int fd, unsigned long request) { return ioctl(fd, request, 0); }
+static inline int ebb_ioctl_value(int fd, unsigned long request, unsigned long value) { return ioctl(fd, request, value); }
+static inline int ebb_ioctl_ptr(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
+
+// prctl(2) is variadic too: names the calling thread (at most 15 characters are kept).
+static inline int ebb_set_thread_name(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0); }
+
+// madvise advice values, named here so Swift sees plain integers on every libc.
+static const int EBB_MADV_DONTNEED = MADV_DONTNEED;
+static const int EBB_MADV_REMOVE = MADV_REMOVE;
+static const int EBB_MADV_WILLNEED = MADV_WILLNEED;
+static const int EBB_MAP_NORESERVE = MAP_NORESERVE;
+static const int EBB_MAP_POPULATE = MAP_POPULATE;
+
+// Where KVM puts MMIO data inside kvm_run: the member sits in an anonymous union, which Swift's
+// MemoryLayout.offset(of:) cannot see through.
+static const unsigned long EBB_KVM_RUN_MMIO_DATA_OFFSET = __builtin_offsetof(struct kvm_run, mmio.data);
+
+// System ioctls (/dev/kvm).
+static const unsigned long EBB_KVM_GET_API_VERSION = KVM_GET_API_VERSION;
+static const unsigned long EBB_KVM_CREATE_VM = KVM_CREATE_VM;
+static const unsigned long EBB_KVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long EBB_KVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
+static const unsigned long EBB_KVM_GET_SUPPORTED_CPUID = KVM_GET_SUPPORTED_CPUID;
+
+// VM ioctls.
+static const unsigned long EBB_KVM_CREATE_VCPU = KVM_CREATE_VCPU;
+static const unsigned long EBB_KVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
+static const unsigned long EBB_KVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
+static const unsigned long EBB_KVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADDR;
+static const unsigned long EBB_KVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
+static const unsigned long EBB_KVM_CREATE_PIT2 = KVM_CREATE_PIT2;
+static const unsigned long EBB_KVM_IRQ_LINE = KVM_IRQ_LINE;
+static const unsigned long EBB_KVM_IRQFD = KVM_IRQFD;
+static const unsigned long EBB_KVM_IOEVENTFD = KVM_IOEVENTFD;
+static const unsigned long EBB_KVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
+
+// vCPU ioctls.
+static const unsigned long EBB_KVM_RUN = KVM_RUN;
+static const unsigned long EBB_KVM_GET_REGS = KVM_GET_REGS;
+static const unsigned long EBB_KVM_SET_REGS = KVM_SET_REGS;
+static const unsigned long EBB_KVM_GET_SREGS = KVM_GET_SREGS;
+static const unsigned long EBB_KVM_SET_SREGS = KVM_SET_SREGS;
+static const unsigned long EBB_KVM_SET_FPU = KVM_SET_FPU;
+static const unsigned long EBB_KVM_SET_CPUID2 = KVM_SET_CPUID2;
+static const unsigned long EBB_KVM_SET_MSRS = KVM_SET_MSRS;
+static const unsigned long EBB_KVM_GET_LAPIC = KVM_GET_LAPIC;
+static const unsigned long EBB_KVM_SET_LAPIC = KVM_SET_LAPIC;
+static const unsigned long EBB_KVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
+static const unsigned long EBB_KVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
+static const unsigned long EBB_KVM_TRANSLATE = KVM_TRANSLATE;
+static const unsigned long EBB_KVM_GET_MP_STATE = KVM_GET_MP_STATE;
+
+#endif

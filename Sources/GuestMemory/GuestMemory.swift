@@ -1,0 +1,144 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CKVM
+
+/// Guest RAM: one anonymous, private, `MAP_NORESERVE` host mapping cut into guest-physical regions
+/// (RAM below the 32-bit MMIO hole and, for large guests, RAM above 4 GiB).
+///
+/// Every access names a guest range that is validated whole before a byte is touched. The class is
+/// `@unchecked Sendable` because the guest itself writes this memory concurrently from every vCPU:
+/// Ebb never keeps a Swift view of guest memory across calls, it copies in or out at once.
+public final class GuestMemory: @unchecked Sendable {
+    public struct Region: Sendable, Equatable {
+        public let guestRange: GuestRange
+        /// Offset of the region's first byte inside the host mapping.
+        public let hostOffset: UInt64
+    }
+
+    public let regions: [Region]
+    public let sizeBytes: UInt64
+    public let pageSizeBytes: UInt64
+    private let base: UnsafeMutableRawPointer
+
+    /// Maps `regions` (sorted, non-overlapping) back to back in one host mapping.
+    /// With `prefault`, every page is populated now (like QEMU's `-mem-prealloc`).
+    public init(regions layout: [GuestRange], prefault: Bool = false) throws {
+        var regions: [Region] = []
+        var total: UInt64 = 0
+        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        for range in layout {
+            guard range.length > 0, range.start.value % page == 0, range.length % page == 0 else {
+                throw GuestMemoryError.invalidLayout("region \(range) is empty or not page-aligned")
+            }
+            if let last = regions.last, last.guestRange.end > range.start.value {
+                throw GuestMemoryError.invalidLayout("region \(range) overlaps or precedes \(last.guestRange)")
+            }
+            regions.append(Region(guestRange: range, hostOffset: total))
+            total += range.length
+        }
+        guard total > 0, total <= UInt64(Int.max) else {
+            throw GuestMemoryError.invalidLayout("total size \(total) bytes")
+        }
+        var flags = MAP_PRIVATE | MAP_ANONYMOUS | EBB_MAP_NORESERVE
+        if prefault { flags |= EBB_MAP_POPULATE }
+        let pointer = mmap(nil, Int(total), PROT_READ | PROT_WRITE, flags, -1, 0)
+        guard let pointer, pointer != MAP_FAILED else {
+            throw GuestMemoryError.mapFailed(errno: errno, bytes: total)
+        }
+        self.base = pointer
+        self.regions = regions
+        self.sizeBytes = total
+        self.pageSizeBytes = page
+    }
+
+    deinit { munmap(base, Int(sizeBytes)) }
+
+    /// Host address of a region's first byte, for `KVM_SET_USER_MEMORY_REGION`.
+    public func hostAddress(of region: Region) -> UInt64 {
+        UInt64(UInt(bitPattern: base + Int(region.hostOffset)))
+    }
+
+    /// The host mapping's address range, for telling guest RAM apart in `/proc/self/smaps`.
+    public var hostMapping: (start: UInt64, sizeBytes: UInt64) {
+        (UInt64(UInt(bitPattern: base)), sizeBytes)
+    }
+
+    /// The region holding all of `range`, or nil: a range may not straddle the MMIO hole.
+    public func region(containing range: GuestRange) -> Region? {
+        regions.first { $0.guestRange.contains(range) }
+    }
+
+    public func contains(_ address: GuestAddress, length: UInt64) -> Bool {
+        guard let range = GuestRange(start: address, length: length) else { return false }
+        return region(containing: range) != nil
+    }
+
+    /// A host view of `length` guest bytes at `address`, valid only until the caller returns.
+    /// Throws when any byte lies outside guest RAM.
+    public func withBytes<R>(
+        at address: GuestAddress, length: UInt64,
+        _ body: (UnsafeMutableRawBufferPointer) throws -> R
+    ) throws -> R {
+        guard let range = GuestRange(start: address, length: length), let region = region(containing: range) else {
+            throw GuestMemoryError.outOfRange(address: address.value, length: length)
+        }
+        let offset = region.hostOffset + (address.value - region.guestRange.start.value)
+        return try body(UnsafeMutableRawBufferPointer(start: base + Int(offset), count: Int(length)))
+    }
+
+    /// Copies `count` bytes out of the guest.
+    public func read(at address: GuestAddress, count: Int) throws -> [UInt8] {
+        try withBytes(at: address, length: UInt64(count)) { Array($0) }
+    }
+
+    /// Copies `bytes` into the guest.
+    public func write(_ bytes: [UInt8], at address: GuestAddress) throws {
+        try withBytes(at: address, length: UInt64(bytes.count)) { destination in
+            bytes.withUnsafeBytes { destination.copyMemory(from: $0) }
+        }
+    }
+
+    /// A little-endian integer read from any alignment.
+    public func load<T: FixedWidthInteger>(_ type: T.Type, at address: GuestAddress) throws -> T {
+        try withBytes(at: address, length: UInt64(MemoryLayout<T>.size)) {
+            T(littleEndian: $0.loadUnaligned(as: T.self))
+        }
+    }
+
+    /// A little-endian integer written at any alignment.
+    public func store<T: FixedWidthInteger>(_ value: T, at address: GuestAddress) throws {
+        try withBytes(at: address, length: UInt64(MemoryLayout<T>.size)) {
+            $0.storeBytes(of: value.littleEndian, as: T.self)
+        }
+    }
+
+    /// Gives the host pages wholly inside `range` back to the kernel (`MADV_DONTNEED`): the host's
+    /// resident memory falls, and the guest reads zeros there next time. Partial pages at the edges
+    /// are kept, since a neighbour may still be in use. Returns the bytes discarded.
+    public func discard(_ range: GuestRange) throws -> UInt64 {
+        guard let region = region(containing: range) else {
+            throw GuestMemoryError.outOfRange(address: range.start.value, length: range.length)
+        }
+        let first = (range.start.value + pageSizeBytes - 1) / pageSizeBytes * pageSizeBytes
+        let last = range.end / pageSizeBytes * pageSizeBytes
+        guard last > first else { return 0 }
+        let offset = region.hostOffset + (first - region.guestRange.start.value)
+        let bytes = last - first
+        if madvise(base + Int(offset), Int(bytes), EBB_MADV_DONTNEED) != 0 {
+            throw DiscardError(errno: errno, range: range)
+        }
+        return bytes
+    }
+}
+
+/// `madvise` refused a discard. Counted by the caller and never fatal: the memory stays resident.
+public struct DiscardError: Error, CustomStringConvertible {
+    public let errno: Int32
+    public let range: GuestRange
+    public var description: String {
+        "discard of \(range) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+    }
+}

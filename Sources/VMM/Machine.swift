@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CKVM
+import Devices
+import GuestMemory
+import KVM
+import LinuxBoot
+import Synchronization
+
+/// One virtual machine, assembled once from a `MachineConfiguration` and run to its end.
+public final class Machine: @unchecked Sendable {
+    public let configuration: MachineConfiguration
+    public let kernel: KernelImage
+    let kvm: KVMDevice
+    let vm: VirtualMachine
+    let memory: GuestMemory
+    let vcpus: [VCPU]
+    let ioBus: Bus
+    let mmioBus: Bus
+    let serial: Serial8250
+
+    private let exitState = Mutex<MachineExit?>(nil)
+    private let stopping = Atomic<Bool>(false)
+    private let threads = Mutex<[OSThread]>([])
+    private let breakpointsInjected = Atomic<UInt64>(0)
+
+    /// Largest vCPU count: APIC ids must fit the MADT's 8-bit field, and 0xff is the broadcast id.
+    static let maximumCPUs = 254
+    /// KVM_CAP_MAX_VCPUS / KVM_CAP_NR_VCPUS.
+    static let capabilityMaxVCPUs: Int32 = 66
+    static let capabilityRecommendedVCPUs: Int32 = 9
+
+    /// Checks the configuration, opens KVM and builds the whole machine; nothing runs yet.
+    /// `output` receives every byte the guest writes to its serial port.
+    public init(configuration: MachineConfiguration, output: @escaping @Sendable (UInt8) -> Void) throws {
+        self.configuration = configuration
+        let memoryBytes = configuration.memoryBytes
+        guard memoryBytes >= Layout.minimumMemoryBytes else {
+            throw ConfigurationError.memoryTooSmall(bytes: memoryBytes, minimum: Layout.minimumMemoryBytes)
+        }
+        guard memoryBytes % 4096 == 0 else { throw ConfigurationError.memoryNotPageAligned(bytes: memoryBytes) }
+        let hostMemory = hostPhysicalMemoryBytes()
+        guard memoryBytes <= hostMemory else { throw ConfigurationError.memoryTooLarge(bytes: memoryBytes, maximum: hostMemory) }
+
+        kernel = try KernelImage(bytes: try readWholeFile(configuration.kernelPath, role: "kernel"))
+        let initrd = try configuration.initrdPath.map { try readWholeFile($0, role: "initrd") }
+
+        kvm = try KVMDevice(path: configuration.kvmPath)
+        let kvmLimit = Int(max(kvm.checkExtension(Self.capabilityMaxVCPUs), kvm.checkExtension(Self.capabilityRecommendedVCPUs), 1))
+        let cpuLimit = min(Self.maximumCPUs, kvmLimit)
+        guard (1...cpuLimit).contains(configuration.cpuCount) else {
+            throw ConfigurationError.cpuCount(requested: configuration.cpuCount, maximum: cpuLimit)
+        }
+
+        vm = try kvm.createVM()
+        try vm.setTSSAddress(Layout.kvmTSSAddress)
+        try vm.setIdentityMapAddress(Layout.kvmIdentityMapAddress)
+        try vm.createInterruptController()
+        try vm.createPIT()
+
+        let ramLayout = GuestRAMLayout(memoryBytes: memoryBytes)
+        memory = try GuestMemory(regions: ramLayout.regions, prefault: configuration.prefault)
+        for (slot, region) in memory.regions.enumerated() {
+            try vm.setMemoryRegion(slot: UInt32(slot), guestAddress: region.guestRange.start.value,
+                                   sizeBytes: region.guestRange.length, hostAddress: memory.hostAddress(of: region))
+        }
+
+        // Devices report guest requests back here; the machine does not exist yet, so go through a box.
+        let requests = SystemRequestRelay()
+        let devices = try DeviceManager(vm: vm, output: output, onSystemRequest: { requests.forward($0) })
+        ioBus = devices.ioBus
+        mmioBus = devices.mmioBus
+        serial = devices.serial
+
+        let tables = devices.acpiTables(cpuCount: configuration.cpuCount)
+        guard UInt64(tables.bytes.count) <= Layout.acpiTablesLimitBytes else {
+            throw ConfigurationError.kernelDoesNotFit("the ACPI tables need \(tables.bytes.count) bytes")
+        }
+        try memory.write(tables.bytes, at: GuestAddress(tables.baseAddress))
+        try BootRegisters.writeGDT(into: memory)
+        let entry = try BootLoader(memory: memory, ramLayout: ramLayout)
+            .load(kernel: kernel, commandLine: configuration.commandLine, initrd: initrd, rsdpAddress: tables.rsdpAddress)
+
+        let setup = CPUSetup(supportedCPUID: try kvm.supportedCPUID(), cpuCount: configuration.cpuCount)
+        var vcpus: [VCPU] = []
+        for id in 0..<UInt32(configuration.cpuCount) {
+            let vcpu = try vm.createVCPU(id: id)
+            try setup.configure(vcpu)
+            vcpus.append(vcpu)
+        }
+        // Only the boot vCPU gets entry registers: the others wait for INIT/SIPI from the guest,
+        // which the in-kernel local APIC delivers.
+        try BootRegisters.apply(entry, to: vcpus[0])
+        self.vcpus = vcpus
+        requests.attach(self)
+    }
+
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    /// How many times Ebb turned an unemulatable `int3` into a #BP for the guest.
+    public var breakpointsInjectedCount: UInt64 { breakpointsInjected.load(ordering: .relaxed) }
+    func countBreakpointInjected() { breakpointsInjected.add(1, ordering: .relaxed) }
+
+    /// Port and MMIO accesses that no device claimed (ignored, as on real hardware).
+    public var unclaimedAccesses: (io: UInt64, mmio: UInt64) { (ioBus.unclaimedAccesses, mmioBus.unclaimedAccesses) }
+
+    /// The first request wins; every vCPU is kicked out of `KVM_RUN` so its thread can end.
+    public func requestStop(_ exit: MachineExit) {
+        let first = exitState.withLock { state -> Bool in
+            guard state == nil else { return false }
+            state = exit
+            return true
+        }
+        guard first else { return }
+        stopping.store(true, ordering: .releasing)
+        for vcpu in vcpus { vcpu.requestExit() }
+        threads.withLock { $0.forEach { $0.signal(VCPUKick.signal) } }
+    }
+
+    /// Runs the guest until it powers off, resets, crashes, or Ebb is told to stop; the console is
+    /// attached for the duration.
+    public func run(attachConsole: Bool = true) throws -> MachineExit {
+        VCPUKick.install()
+        let signals = try HostSignalWatcher { [weak self] number in self?.requestStop(.hostSignal(number)) }
+        defer { signals.stop() }
+        let console = Console(serial: serial, onQuit: { [weak self] in self?.requestStop(.userQuit) })
+        if attachConsole { try console.start() }
+        defer { if attachConsole { console.stop() } }
+
+        for vcpu in vcpus {
+            let runner = VCPURunner(vcpu: vcpu, machine: self)
+            let thread = try OSThread(name: "ebb-vcpu\(vcpu.id)") { runner.loop() }
+            threads.withLock { $0.append(thread) }
+            // A stop that raced with this thread's creation must still reach it.
+            if isStopping { vcpu.requestExit(); thread.signal(VCPUKick.signal) }
+        }
+        for thread in threads.withLock({ $0 }) { thread.join() }
+        return exitState.withLock { $0 } ?? .vcpuFault(vcpu: 0, reason: "all vCPUs ended without a reason")
+    }
+}
+
+/// Hands device requests (power-off, reset) to the machine once it exists.
+private final class SystemRequestRelay: @unchecked Sendable {
+    private let target = Mutex<Machine?>(nil)
+    func attach(_ machine: Machine) { target.withLock { $0 = machine } }
+    func forward(_ request: SystemRequest) {
+        let machine = target.withLock { $0 }
+        switch request {
+        case .powerOff: machine?.requestStop(.powerOff)
+        case .reset: machine?.requestStop(.reset)
+        }
+    }
+}
