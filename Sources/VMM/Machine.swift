@@ -130,7 +130,10 @@ public final class Machine: @unchecked Sendable {
 
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, machine: self)
-            let thread = try OSThread(name: "ebb-vcpu\(vcpu.id)") { runner.loop() }
+            let thread = try OSThread(name: "ebb-vcpu\(vcpu.id)") {
+                VCPUKick.unblockOnThisThread()
+                runner.loop()
+            }
             threads.withLock { $0.append(thread) }
             // A stop that raced with this thread's creation must still reach it.
             if isStopping { vcpu.requestExit(); thread.signal(VCPUKick.signal) }

@@ -50,4 +50,13 @@ enum VCPUKick {
         action.sa_flags = 0
         sigaction(signal, &action, nil)
     }
+
+    /// Called on each vCPU thread: a parent process may have left the signal blocked, and a
+    /// blocked kick would never interrupt `KVM_RUN`.
+    static func unblockOnThisThread() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signal)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
 }

@@ -314,5 +314,5 @@ void acpi_init(const struct boot_info *bi, struct acpi_info *acpi)
 	if (acpi->have_fadt)
 		print_power(acpi);
 	if (acpi->dsdt)
-		aml_print_devices(acpi->dsdt, acpi->dsdt_len);
+		aml_scan_devices(acpi->dsdt, acpi->dsdt_len, acpi);
 }

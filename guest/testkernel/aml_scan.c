@@ -27,7 +27,7 @@
 #define DUAL_NAME       0x2e
 #define MULTI_NAME      0x2f
 
-#define HID_MAX         16
+#define HID_MAX         ACPI_HID_MAX
 
 /* The bytes being scanned: [0, end) of one table, reads checked against end. */
 struct aml {
@@ -299,8 +299,11 @@ static uint32_t parse_crs_buffer(const struct aml *a, uint32_t pos, struct resou
 	return buf_end;
 }
 
-/* Scan one device's own objects (skipping nested devices) and print it if it has both _HID and _CRS. */
-static void scan_device(const struct aml *table, uint32_t body, uint32_t end)
+/*
+ * Scan one device's own objects (skipping nested devices); if it has both
+ * _HID and _CRS, print it and record it in acpi->devices.
+ */
+static void scan_device(const struct aml *table, uint32_t body, uint32_t end, struct acpi_info *acpi)
 {
 	struct aml a = { table->p, end };
 	char hid[HID_MAX];
@@ -342,16 +345,28 @@ static void scan_device(const struct aml *table, uint32_t body, uint32_t end)
 	if (r.have_irq)
 		kprintf(" irq=%u", r.irq);
 	kprintf("\n");
+
+	if (acpi->device_count >= MAX_ACPI_DEVICES)
+		return;
+	struct acpi_device *d = &acpi->devices[acpi->device_count++];
+	memcpy(d->hid, hid, sizeof(d->hid));
+	d->have_mem = r.have_mem;
+	d->have_io = r.have_io;
+	d->have_irq = r.have_irq;
+	d->mem_base = r.mem_base;
+	d->mem_size = r.mem_size;
+	d->io_base = r.io_base;
+	d->irq = r.irq;
 }
 
-void aml_print_devices(const uint8_t *table, uint32_t len)
+void aml_scan_devices(const uint8_t *table, uint32_t len, struct acpi_info *acpi)
 {
 	struct aml a = { table, len };
 	for (uint32_t i = AML_HDR_LEN; i + 2 <= len; i++) {
 		uint32_t body, end;
 		/* Nested devices are found again by this outer loop, each reported once. */
 		if (device_at(&a, i, &body, &end))
-			scan_device(&a, body, end);
+			scan_device(&a, body, end, acpi);
 	}
 }
 

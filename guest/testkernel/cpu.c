@@ -10,11 +10,15 @@
 #define DESC_KERNEL_CODE64      0x00af9b000000ffffull   /* L=1, DPL0, exec/read */
 #define DESC_KERNEL_CODE32      0x00cf9b000000ffffull   /* D=1, G=1, DPL0, exec/read */
 #define DESC_KERNEL_DATA        0x00cf93000000ffffull   /* D=1, G=1, DPL0, read/write */
+#define DESC_USER_CODE64        0x00affb000000ffffull   /* L=1, DPL3, exec/read */
+#define DESC_USER_DATA          0x00cff3000000ffffull   /* D=1, G=1, DPL3, read/write */
 
 __attribute__((aligned(16))) uint64_t gdt[GDT_ENTRIES] = {
 	[SEL_KERNEL_CODE64 / 8] = DESC_KERNEL_CODE64,
 	[SEL_KERNEL_DATA / 8] = DESC_KERNEL_DATA,
-	/* SEL_USER_* and SEL_TSS stay null until CPL3 support is added. */
+	/* SEL_USER_CODE32 stays null (no 32-bit user code); usermode.c fills SEL_TSS. */
+	[SEL_USER_DATA / 8] = DESC_USER_DATA,
+	[SEL_USER_CODE64 / 8] = DESC_USER_CODE64,
 	[SEL_KERNEL_CODE32 / 8] = DESC_KERNEL_CODE32,
 };
 
@@ -82,6 +86,11 @@ void exception_dispatch(struct trap_frame *f)
 		trap_handlers[f->vector](f);
 		return;
 	}
+	exception_panic(f);
+}
+
+void exception_panic(struct trap_frame *f)
+{
 	uint64_t cr2;
 	__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
 	console_panic_mode();

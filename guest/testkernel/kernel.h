@@ -88,6 +88,17 @@ struct ioapic_info {
 };
 
 #define MAX_IOAPICS 8
+#define MAX_ACPI_DEVICES 32
+#define ACPI_HID_MAX 16
+
+/* A DSDT device with a _HID and a _CRS buffer (first resource of each kind). */
+struct acpi_device {
+	char hid[ACPI_HID_MAX];
+	bool have_mem, have_io, have_irq;
+	uint32_t mem_base, mem_size;
+	uint32_t io_base;
+	uint32_t irq;
+};
 
 struct acpi_info {
 	uint64_t rsdp;
@@ -109,12 +120,15 @@ struct acpi_info {
 	uint32_t apic_ids[MAX_CPUS];
 	uint32_t ioapic_count;
 	struct ioapic_info ioapics[MAX_IOAPICS];
+
+	uint32_t device_count;          /* DSDT devices, in DSDT order (first MAX_ACPI_DEVICES) */
+	struct acpi_device devices[MAX_ACPI_DEVICES];
 };
 
 void acpi_init(const struct boot_info *bi, struct acpi_info *acpi);
 
 /* ---- aml_scan.c: pattern scan of the DSDT's AML bytes */
-void aml_print_devices(const uint8_t *table, uint32_t len);
+void aml_scan_devices(const uint8_t *table, uint32_t len, struct acpi_info *acpi);
 bool aml_find_s5(const uint8_t *table, uint32_t len, uint8_t *slp_typa);
 
 /* ---- cpu.c: GDT, IDT and exception dispatch */
@@ -128,6 +142,22 @@ typedef void (*trap_handler_fn)(struct trap_frame *f);
 
 void cpu_init_bsp(void);
 void set_trap_handler(unsigned vector, trap_handler_fn fn);
+__attribute__((noreturn)) void exception_panic(struct trap_frame *f);
+
+/* ---- usermode.c: running code at CPL3 (user_touch in usermode.S) */
+bool usermode_init(void);                               /* TSS, user pages, #UD return path */
+bool usermode_allow(uint64_t start, uint64_t end);      /* user bit on the 2 MiB pages of a range */
+uint64_t usermode_floor(void);                          /* first 2 MiB boundary above the kernel */
+/* Write one word into every 4 KiB page of [start, end) at CPL3; returns where it stopped. */
+uint64_t user_touch_range(uint64_t start, uint64_t end);
+
+/* ---- time.c: TSC frequency (CPUID 0x15/0x16, kvmclock, ebb.tsc_khz or a guess) */
+void tsc_init(const char *cmdline);
+uint64_t tsc_khz(void);
+const char *tsc_source(void);
+uint64_t tsc_from_ms(uint64_t ms);
+uint64_t tsc_to_ms(uint64_t cycles);
+uint64_t tsc_to_us(uint64_t cycles);
 
 /* ---- smp.c: starting the APs */
 void smp_start_aps(const struct boot_info *bi, const struct acpi_info *acpi);

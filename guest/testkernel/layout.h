@@ -13,18 +13,19 @@
 
 /*
  * GDT layout. The order of the user entries follows what SYSCALL/SYSRET
- * need (STAR[63:48] = USER_CODE32; SYSRET then takes SS = +8, CS64 = +16),
- * so a later task can add CPL3 code by filling in those slots and a TSS
- * without renumbering anything. They are null descriptors for now.
+ * need (STAR[63:48] = USER_CODE32; SYSRET then takes SS = +8, CS64 = +16).
+ * USER_DATA and USER_CODE64 are filled (ring 3 is entered with iretq, never
+ * with sysret: syscall does not work on kvm_pvm), USER_CODE32 stays null,
+ * and usermode.c writes the TSS descriptor before loading it.
  */
 #define SEL_NULL                0x00
 #define SEL_KERNEL_CODE64       0x08
 #define SEL_KERNEL_DATA         0x10
-#define SEL_USER_CODE32         0x18    /* reserved, null for now */
-#define SEL_USER_DATA           0x20    /* reserved, null for now */
-#define SEL_USER_CODE64         0x28    /* reserved, null for now */
+#define SEL_USER_CODE32         0x18    /* reserved, null */
+#define SEL_USER_DATA           0x20    /* DPL3 data */
+#define SEL_USER_CODE64         0x28    /* DPL3 64-bit code */
 #define SEL_KERNEL_CODE32       0x30    /* only used while entering long mode */
-#define SEL_TSS                 0x38    /* reserved: 16-byte TSS descriptor (BSP) */
+#define SEL_TSS                 0x38    /* 16-byte TSS descriptor (BSP), set by usermode.c */
 #define GDT_ENTRIES             9       /* 8-byte slots: 0x00 .. 0x40 */
 
 /* Exception vectors the IDT covers (no external interrupts are used). */

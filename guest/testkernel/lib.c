@@ -2,16 +2,16 @@
  * The libc functions gcc may emit calls to in a freestanding build, plus
  * unaligned little-endian loads for parsing firmware tables.
  * -fno-tree-loop-distribute-patterns keeps gcc from turning these loops back
- * into calls to themselves.
+ * into calls to themselves. memcpy and memset are one `rep movsb` / `rep
+ * stosb` each: where CPL0 code is emulated instruction by instruction, a
+ * byte loop costs ~750 ns per byte, a string instruction far less.
  */
 #include "kernel.h"
 
 void *memcpy(void *dst, const void *src, size_t n)
 {
-	uint8_t *d = dst;
-	const uint8_t *s = src;
-	while (n--)
-		*d++ = *s++;
+	void *d = dst;
+	__asm__ volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(n) :: "memory");
 	return dst;
 }
 
@@ -31,9 +31,8 @@ void *memmove(void *dst, const void *src, size_t n)
 
 void *memset(void *dst, int c, size_t n)
 {
-	uint8_t *d = dst;
-	while (n--)
-		*d++ = (uint8_t)c;
+	void *d = dst;
+	__asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
 	return dst;
 }
 

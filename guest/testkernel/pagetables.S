@@ -5,6 +5,8 @@
  * costs ~10k emulated instructions on hosts where CPL0 is emulated.
  * Accessed/dirty bits are preset so the CPU never has to write these tables.
  * No cache attributes are set: under KVM the host decides for MMIO.
+ * usermode.c later sets the user bit on some entries and splits the 2 MiB
+ * pages that hold the CPL3 code and stack into 4 KiB pages.
  */
 #define PTE_PRESENT     0x001
 #define PTE_WRITE       0x002
@@ -21,6 +23,7 @@ pml4:
 	.quad	pdpt + TABLE_FLAGS
 	.fill	511, 8, 0
 
+	.globl	pdpt
 pdpt:
 	.quad	pd + 0x0000 + TABLE_FLAGS
 	.quad	pd + 0x1000 + TABLE_FLAGS
@@ -29,6 +32,7 @@ pdpt:
 	.fill	508, 8, 0
 
 /* Four page directories back to back: 2048 entries of 2 MiB = 4 GiB. */
+	.globl	pd
 pd:
 	.set	.Lpage, 0
 	.rept	2048
