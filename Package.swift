@@ -18,7 +18,8 @@ let package = Package(
         .target(name: "LinuxBoot", dependencies: ["GuestMemory"]),
         .target(name: "ACPI"),
         .target(name: "Devices"),
-        .target(name: "VMM", dependencies: ["CKVM", "KVM", "GuestMemory", "LinuxBoot", "ACPI", "Devices"]),
+        .target(name: "Virtio", dependencies: ["GuestMemory", "Devices"]),
+        .target(name: "VMM", dependencies: ["CKVM", "KVM", "GuestMemory", "LinuxBoot", "ACPI", "Devices", "Virtio"]),
         .executableTarget(name: "ebb", dependencies: [
             "VMM",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -27,6 +28,7 @@ let package = Package(
         .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot", "GuestMemory"]),
         .testTarget(name: "ACPITests", dependencies: ["ACPI"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMM"]),
     ]
 )

@@ -7,6 +7,7 @@ import GuestMemory
 import KVM
 import LinuxBoot
 import Synchronization
+import Virtio
 
 /// One virtual machine, assembled once from a `MachineConfiguration` and run to its end.
 public final class Machine: @unchecked Sendable {
@@ -19,6 +20,8 @@ public final class Machine: @unchecked Sendable {
     let ioBus: Bus
     let mmioBus: Bus
     let serial: Serial8250
+    let balloon: (device: BalloonDevice, transport: VirtioMMIOTransport)?
+    let eventLoops: [VirtioEventLoop]
 
     private let exitState = Mutex<MachineExit?>(nil)
     private let stopping = Atomic<Bool>(false)
@@ -68,10 +71,13 @@ public final class Machine: @unchecked Sendable {
 
         // Devices report guest requests back here; the machine does not exist yet, so go through a box.
         let requests = SystemRequestRelay()
-        let devices = try DeviceManager(vm: vm, output: output, onSystemRequest: { requests.forward($0) })
+        let devices = try DeviceManager(vm: vm, memory: memory, balloonOptions: configuration.balloon,
+                                        output: output, onSystemRequest: { requests.forward($0) })
         ioBus = devices.ioBus
         mmioBus = devices.mmioBus
         serial = devices.serial
+        balloon = devices.balloon.flatMap { device in devices.balloonTransport.map { (device, $0) } }
+        eventLoops = devices.eventLoops
 
         let tables = devices.acpiTables(cpuCount: configuration.cpuCount)
         guard UInt64(tables.bytes.count) <= Layout.acpiTablesLimitBytes else {
@@ -127,6 +133,8 @@ public final class Machine: @unchecked Sendable {
         let console = Console(serial: serial, onQuit: { [weak self] in self?.requestStop(.userQuit) })
         if attachConsole { try console.start() }
         defer { if attachConsole { console.stop() } }
+        for (index, loop) in eventLoops.enumerated() { try loop.start(name: "ebb-virtio\(index)") }
+        defer { eventLoops.forEach { $0.stop() } }
 
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, machine: self)

@@ -9,10 +9,12 @@ public struct MachineConfiguration: Sendable {
     public var kvmPath: String
     /// Populate guest RAM before boot (like QEMU's -mem-prealloc).
     public var prefault: Bool
+    /// The virtio-balloon and its options; nil: no balloon.
+    public var balloon: BalloonDevice.Options?
 
     public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = "",
                 memoryBytes: UInt64 = 512 << 20, cpuCount: Int = 1, kvmPath: String = "/dev/kvm",
-                prefault: Bool = false) {
+                prefault: Bool = false, balloon: BalloonDevice.Options? = BalloonDevice.Options()) {
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
         self.commandLine = commandLine
@@ -20,6 +22,7 @@ public struct MachineConfiguration: Sendable {
         self.cpuCount = cpuCount
         self.kvmPath = kvmPath
         self.prefault = prefault
+        self.balloon = balloon
     }
 }
 
@@ -70,3 +73,4 @@ public func formatBytes(_ bytes: UInt64) -> String {
 #if canImport(Glibc)
 import Glibc
 #endif
+import Virtio

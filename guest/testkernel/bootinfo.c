@@ -204,3 +204,33 @@ bool cmdline_get(const char *cmdline, const char *key, char *out, size_t out_siz
 	}
 	return found;
 }
+
+/* A number option: decimal or 0x-prefixed hex. Returns def if absent or not a number. */
+uint64_t cmdline_get_u64(const char *cmdline, const char *key, uint64_t def)
+{
+	char buf[24];
+	if (!cmdline_get(cmdline, key, buf, sizeof(buf)) || buf[0] == '\0')
+		return def;
+	const char *p = buf;
+	unsigned base = 10;
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+		base = 16;
+		p += 2;
+		if (*p == '\0')
+			return def;
+	}
+	uint64_t v = 0;
+	for (; *p; p++) {
+		unsigned digit;
+		if (*p >= '0' && *p <= '9')
+			digit = (unsigned)(*p - '0');
+		else if (base == 16 && *p >= 'a' && *p <= 'f')
+			digit = (unsigned)(*p - 'a' + 10);
+		else if (base == 16 && *p >= 'A' && *p <= 'F')
+			digit = (unsigned)(*p - 'A' + 10);
+		else
+			return def;
+		v = v * base + digit;
+	}
+	return v;
+}

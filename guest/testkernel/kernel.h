@@ -69,6 +69,7 @@ void bootinfo_collect(int path, uint64_t info_paddr, struct boot_info *bi);
 void bootinfo_print(const struct boot_info *bi);
 bool bootinfo_is_ram(const struct boot_info *bi, uint64_t addr, uint64_t size);
 bool cmdline_get(const char *cmdline, const char *key, char *out, size_t out_size);
+uint64_t cmdline_get_u64(const char *cmdline, const char *key, uint64_t def);
 
 /* ---- acpi.c: RSDP, XSDT/RSDT, FADT, MADT */
 struct gas {                            /* ACPI Generic Address Structure */
@@ -173,7 +174,15 @@ struct kernel_state {
 	const struct boot_info *boot;
 	const struct acpi_info *acpi;
 };
+struct scenario {
+	const char *name;
+	void (*run)(const struct kernel_state *k);
+};
 void scenario_run(const struct kernel_state *k);
+
+/* ---- balloon_scenarios.c: the virtio-balloon scenarios */
+extern const struct scenario balloon_scenarios[];
+extern const size_t balloon_scenario_count;
 
 /* ---- main.c */
 void kmain(int path, uint64_t info_paddr);

@@ -2,15 +2,11 @@
  * Test scenarios, chosen with "ebb.scenario=<name>" on the command line
  * (default "hello"). Each prints its own lines after "scenario: <name>";
  * returning from run() means "done, power off". To add one, write a
- * function and add a row to the table.
+ * function and add a row to the table. The virtio-balloon scenarios have
+ * their own table in balloon_scenarios.c.
  */
 #include "kernel.h"
 #include "io.h"
-
-struct scenario {
-	const char *name;
-	void (*run)(const struct kernel_state *k);
-};
 
 static void hello(const struct kernel_state *k)
 {
@@ -133,8 +129,16 @@ void scenario_run(const struct kernel_state *k)
 			return;
 		}
 	}
+	for (size_t i = 0; i < balloon_scenario_count; i++) {
+		if (strcmp(balloon_scenarios[i].name, name) == 0) {
+			balloon_scenarios[i].run(k);
+			return;
+		}
+	}
 	kprintf("scenario: unknown, known ones:");
 	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
 		kprintf(" %s", scenarios[i].name);
+	for (size_t i = 0; i < balloon_scenario_count; i++)
+		kprintf(" %s", balloon_scenarios[i].name);
 	kprintf("\n");
 }

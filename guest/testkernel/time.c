@@ -102,16 +102,11 @@ static uint64_t from_kvmclock(void)
 
 void tsc_init(const char *cmdline)
 {
-	char buf[24];
-	if (cmdline_get(cmdline, "ebb.tsc_khz", buf, sizeof(buf))) {
-		uint64_t v = 0;
-		for (const char *p = buf; *p >= '0' && *p <= '9'; p++)
-			v = v * 10 + (uint64_t)(*p - '0');
-		if (v >= 1000) {
-			khz = v;
-			source = "cmdline";
-			return;
-		}
+	uint64_t v = cmdline_get_u64(cmdline, "ebb.tsc_khz", 0);
+	if (v >= 1000) {
+		khz = v;
+		source = "cmdline";
+		return;
 	}
 	uint32_t r[4];
 	cpuid(0, 0, r);

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/eventfd.h>
 
 static inline int ebb_ioctl_none(int fd, unsigned long request) { return ioctl(fd, request, 0); }
 static inline int ebb_ioctl_value(int fd, unsigned long request, unsigned long value) { return ioctl(fd, request, value); }
@@ -15,6 +16,10 @@ static inline int ebb_ioctl_ptr(int fd, unsigned long request, void *arg) { retu
 
 // prctl(2) is variadic too: names the calling thread (at most 15 characters are kept).
 static inline int ebb_set_thread_name(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0); }
+
+// eventfd flags, for KVM_IOEVENTFD / KVM_IRQFD notifiers.
+static const int EBB_EFD_CLOEXEC = EFD_CLOEXEC;
+static const int EBB_EFD_NONBLOCK = EFD_NONBLOCK;
 
 // madvise advice values, named here so Swift sees plain integers on every libc.
 static const int EBB_MADV_DONTNEED = MADV_DONTNEED;

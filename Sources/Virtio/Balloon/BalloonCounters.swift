@@ -1,0 +1,22 @@
+/// What the balloon has done so far: read by the CLI's summary, the tests and the benchmarks.
+public struct BalloonCounters: Sendable, Equatable {
+    /// Free page reporting: ranges the guest reported, their bytes, bytes given back to the host.
+    public var reportedRanges: UInt64 = 0
+    public var reportedBytes: UInt64 = 0
+    public var discardedBytes: UInt64 = 0
+    /// Discards `madvise` refused (counted, never fatal).
+    public var discardFailures: UInt64 = 0
+    /// Reported ranges not aligned to host pages (only their whole pages were discarded).
+    public var unalignedRanges: UInt64 = 0
+    /// When the first report arrived (monotonic clock), for time-to-reclaim figures.
+    public var firstReportAt: ContinuousClock.Instant?
+    /// Inflate and deflate, in 4 KiB pages; PFNs outside guest RAM are skipped and counted.
+    public var inflatedPages: UInt64 = 0
+    public var deflatedPages: UInt64 = 0
+    public var invalidPFNs: UInt64 = 0
+    /// Guest statistics: the latest value of each tag and how many updates arrived.
+    public var guestStatistics: [UInt16: UInt64] = [:]
+    public var statisticsUpdates: UInt64 = 0
+
+    public init() {}
+}

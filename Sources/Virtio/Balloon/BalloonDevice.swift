@@ -1,0 +1,201 @@
+import Devices
+import GuestMemory
+
+/// virtio-balloon (device id 5) with free page reporting: pages the guest reports free or puts in
+/// the balloon are discarded on the host (`madvise(MADV_DONTNEED)`), so the host's resident memory
+/// falls; deflated pages simply fault back in when the guest touches them.
+///
+/// Called only by `VirtioMMIOTransport`, under its lock (see `VirtioDevice`).
+public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
+    public struct Options: Sendable, Equatable {
+        public var freePageReporting = true
+        public var deflateOnOOM = true
+        /// How often Ebb asks the guest for statistics; nil: never (the guest's buffer is kept).
+        public var statisticsInterval: Duration?
+        public var targetBytes: UInt64 = 0
+
+        public init(freePageReporting: Bool = true, deflateOnOOM: Bool = true, statisticsInterval: Duration? = nil, targetBytes: UInt64 = 0) {
+            self.freePageReporting = freePageReporting
+            self.deflateOnOOM = deflateOnOOM
+            self.statisticsInterval = statisticsInterval
+            self.targetBytes = targetBytes
+        }
+    }
+
+    public static let id: UInt32 = 5
+    static let configBytes = 16
+
+    public let options: Options
+    public let offeredFeatures: UInt64
+    public var deviceID: UInt32 { Self.id }
+    public var maximumQueueSize: UInt16 { BalloonLimits.queueSize }
+
+    /// Config space: num_pages is Ebb's target, actual is the driver's answer.
+    public private(set) var targetPages: UInt32
+    public private(set) var actualPages: UInt32 = 0
+    public private(set) var counters = BalloonCounters()
+    private var roles: [BalloonQueue]
+    private var heldStatistics: (head: UInt16, since: ContinuousClock.Instant)?
+
+    public init(options: Options) {
+        self.options = options
+        var features = VirtioFeature.version1 | BalloonFeature.statsQueue
+        if options.deflateOnOOM { features |= BalloonFeature.deflateOnOOM }
+        if options.freePageReporting { features |= BalloonFeature.reporting }
+        offeredFeatures = features
+        targetPages = UInt32(clamping: options.targetBytes / BalloonLimits.pageBytes)
+        roles = BalloonQueue.roles(features: features)
+    }
+
+    /// A new target; call through `VirtioMMIOTransport.configChanged` so the driver hears of it.
+    public func setTarget(bytes: UInt64) {
+        targetPages = UInt32(clamping: bytes / BalloonLimits.pageBytes)
+    }
+
+    public func queueCount(features: UInt64) -> Int { BalloonQueue.roles(features: features).count }
+
+    public func activate(features: UInt64) {
+        roles = BalloonQueue.roles(features: features)
+        heldStatistics = nil
+    }
+
+    public func reset() {
+        roles = BalloonQueue.roles(features: offeredFeatures)
+        heldStatistics = nil
+        actualPages = 0
+    }
+
+    public func readConfig(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
+        var config = [UInt8](repeating: 0, count: Self.configBytes)
+        for (index, value) in [targetPages, actualPages].enumerated() {
+            for byte in 0..<4 { config[index * 4 + byte] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(byte))) }
+        }
+        for index in data.indices {
+            let position = Int(offset) + index
+            data[index] = offset < UInt64(Self.configBytes) && position < config.count ? config[position] : 0
+        }
+    }
+
+    public func writeConfig(offset: UInt64, data: UnsafeRawBufferPointer) {
+        // Only `actual` (offset 4) is the driver's to write.
+        guard offset == 4, data.count == 4 else { return }
+        actualPages = UInt32(truncatingIfNeeded: data.littleEndianValue)
+    }
+
+    public func process(queueIndex: Int, queue: inout SplitQueue, memory: GuestMemory) throws(QueueError) -> Bool {
+        guard queueIndex < roles.count else { return false }
+        var used = false
+        while let chain = try queue.popChain(memory: memory) {
+            switch roles[queueIndex] {
+            case .inflate:
+                try forEachPFN(in: chain, memory: memory) { inflate(run: $0, memory: memory) }
+            case .deflate:
+                try forEachPFN(in: chain, memory: memory) { counters.deflatedPages += $0.pages }
+            case .stats:
+                try readStatistics(chain, memory: memory)
+                // Keep the buffer: returning it is how Ebb asks for the next update.
+                if let held = heldStatistics { try queue.pushUsed(head: held.head, length: 0, memory: memory); used = true }
+                heldStatistics = (chain.head, ContinuousClock.now)
+                continue
+            case .reporting:
+                report(chain, memory: memory)
+            }
+            try queue.pushUsed(head: chain.head, length: 0, memory: memory)
+            used = true
+        }
+        return used
+    }
+
+    public func tick(queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool {
+        guard let interval = options.statisticsInterval, let held = heldStatistics,
+              ContinuousClock.now - held.since >= interval,
+              let index = roles.firstIndex(of: .stats), index < queues.count, var queue = queues[index] else { return false }
+        try queue.pushUsed(head: held.head, length: 0, memory: memory)
+        queues[index] = queue
+        heldStatistics = nil
+        return true
+    }
+
+    // MARK: Requests
+
+    /// Each reported buffer is one free block of guest-physical memory: give its pages back.
+    private func report(_ chain: DescriptorChain, memory: GuestMemory) {
+        if counters.firstReportAt == nil { counters.firstReportAt = ContinuousClock.now }
+        for descriptor in chain.descriptors where descriptor.length > 0 {
+            // The queue already checked that the range lies in guest RAM.
+            guard let range = GuestRange(start: descriptor.address, length: UInt64(descriptor.length)) else { continue }
+            counters.reportedRanges += 1
+            counters.reportedBytes += range.length
+            if range.start.value % memory.pageSizeBytes != 0 || range.length % memory.pageSizeBytes != 0 {
+                counters.unalignedRanges += 1
+            }
+            discard(range, memory: memory)
+        }
+    }
+
+    private func inflate(run: PFNRun, memory: GuestMemory) {
+        counters.inflatedPages += run.pages
+        guard let range = GuestRange(start: GuestAddress(run.firstPFN << 12), length: run.pages * BalloonLimits.pageBytes) else { return }
+        discard(range, memory: memory)
+    }
+
+    private func discard(_ range: GuestRange, memory: GuestMemory) {
+        do {
+            counters.discardedBytes += try memory.discard(range)
+        } catch {
+            counters.discardFailures += 1
+        }
+    }
+
+    struct PFNRun { var firstPFN: UInt64; var pages: UInt64 }
+
+    /// Reads the PFN arrays of an inflate/deflate chain and hands over runs of consecutive valid
+    /// frames (one `madvise` per run instead of per page). Frames outside RAM are counted, skipped.
+    private func forEachPFN(in chain: DescriptorChain, memory: GuestMemory, _ body: (PFNRun) -> Void) throws(QueueError) {
+        var run: PFNRun?
+        var bytesSeen = 0
+        for descriptor in chain.descriptors {
+            guard !descriptor.isDeviceWritable else { throw .wrongDirection("balloon PFN buffer is device-writable") }
+            bytesSeen += Int(descriptor.length)
+            guard bytesSeen <= BalloonLimits.maximumPFNArrayBytes else { throw .malformedRequest("PFN array of \(bytesSeen) bytes") }
+            let bytes: [UInt8]
+            do { bytes = try memory.read(at: descriptor.address, count: Int(descriptor.length) & ~3) } catch {
+                throw .bufferOutsideRAM(address: descriptor.address.value, length: descriptor.length)
+            }
+            for offset in stride(from: 0, to: bytes.count, by: 4) {
+                let pfn = UInt64(bytes[offset]) | UInt64(bytes[offset + 1]) << 8 | UInt64(bytes[offset + 2]) << 16 | UInt64(bytes[offset + 3]) << 24
+                guard memory.contains(GuestAddress(pfn << 12), length: BalloonLimits.pageBytes) else {
+                    counters.invalidPFNs += 1
+                    continue
+                }
+                if let current = run, current.firstPFN + current.pages == pfn {
+                    run?.pages += 1
+                } else {
+                    if let current = run { body(current) }
+                    run = PFNRun(firstPFN: pfn, pages: 1)
+                }
+            }
+        }
+        if let current = run { body(current) }
+    }
+
+    private func readStatistics(_ chain: DescriptorChain, memory: GuestMemory) throws(QueueError) {
+        var bytes: [UInt8] = []
+        for descriptor in chain.descriptors {
+            guard !descriptor.isDeviceWritable else { throw .wrongDirection("balloon stats buffer is device-writable") }
+            guard bytes.count + Int(descriptor.length) <= BalloonLimits.maximumStatsBytes else {
+                throw .malformedRequest("stats buffer larger than \(BalloonLimits.maximumStatsBytes) bytes")
+            }
+            do { bytes += try memory.read(at: descriptor.address, count: Int(descriptor.length)) } catch {
+                throw .bufferOutsideRAM(address: descriptor.address.value, length: descriptor.length)
+            }
+        }
+        // Packed entries: le16 tag, le64 value.
+        for offset in stride(from: 0, to: bytes.count - bytes.count % 10, by: 10) {
+            let tag = UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
+            let value = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[offset + 2 + $1]) << (8 * UInt64($1)) }
+            counters.guestStatistics[tag] = value
+        }
+        counters.statisticsUpdates += 1
+    }
+}

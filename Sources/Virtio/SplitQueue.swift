@@ -1,0 +1,137 @@
+import GuestMemory
+import Synchronization
+
+/// What the driver programmed for one queue through the transport registers.
+public struct QueueConfiguration: Sendable, Equatable {
+    public var size: UInt16
+    public var ready = false
+    public var descriptorTable: UInt64 = 0
+    public var availRing: UInt64 = 0
+    public var usedRing: UInt64 = 0
+
+    public init(size: UInt16) { self.size = size }
+}
+
+/// One buffer of a descriptor chain, already checked to lie inside guest RAM.
+public struct Descriptor: Sendable, Equatable {
+    public let address: GuestAddress
+    public let length: UInt32
+    /// VIRTQ_DESC_F_WRITE: the device writes this buffer (the driver reads it).
+    public let isDeviceWritable: Bool
+}
+
+/// A whole chain, copied out of guest memory once and validated before the device sees it.
+public struct DescriptorChain: Sendable, Equatable {
+    public let head: UInt16
+    public let descriptors: [Descriptor]
+}
+
+/// A split virtqueue (virtio 1.2, 2.7) driven by a driver Ebb does not trust. Every index and
+/// address read from guest memory is checked before use; any violation throws a `QueueError`.
+public struct SplitQueue: Sendable {
+    enum Flag {
+        static let next: UInt16 = 1
+        static let write: UInt16 = 2
+        static let indirect: UInt16 = 4
+        /// VIRTQ_AVAIL_F_NO_INTERRUPT
+        static let noInterrupt: UInt16 = 1
+    }
+    static let descriptorBytes: UInt64 = 16
+    /// A chain's buffers may not add up to more than this (virtio 1.2, 2.7.5: 2^32).
+    static let maximumChainBytes: UInt64 = 1 << 32
+
+    public let size: UInt16
+    let descriptorTable: GuestAddress
+    let availRing: GuestAddress
+    let usedRing: GuestAddress
+    /// The next avail ring slot the device will read, and the next used index it will publish.
+    public private(set) var nextAvail: UInt16 = 0
+    public private(set) var nextUsed: UInt16 = 0
+
+    /// Validates the driver's configuration: power-of-two size, aligned rings inside guest RAM.
+    public init(_ configuration: QueueConfiguration, maximumSize: UInt16, memory: GuestMemory) throws(QueueError) {
+        let size = configuration.size
+        guard size > 0, size & (size - 1) == 0 else { throw .notPowerOfTwo(size: size) }
+        guard size <= maximumSize else { throw .sizeTooLarge(size: size, maximum: maximumSize) }
+        let count = UInt64(size)
+        let rings: [(String, UInt64, UInt64, UInt64)] = [
+            ("descriptor", configuration.descriptorTable, 16, Self.descriptorBytes * count),
+            ("avail", configuration.availRing, 2, 6 + 2 * count),
+            ("used", configuration.usedRing, 4, 6 + 8 * count),
+        ]
+        for (name, address, alignment, length) in rings {
+            guard address % alignment == 0 else { throw .misaligned(ring: name, address: address) }
+            guard memory.contains(GuestAddress(address), length: length) else { throw .ringOutsideRAM(ring: name, address: address) }
+        }
+        self.size = size
+        descriptorTable = GuestAddress(configuration.descriptorTable)
+        availRing = GuestAddress(configuration.availRing)
+        usedRing = GuestAddress(configuration.usedRing)
+    }
+
+    /// The next chain the driver made available, or nil when there is none.
+    public mutating func popChain(memory: GuestMemory) throws(QueueError) -> DescriptorChain? {
+        let availIndex = try load(UInt16.self, availRing, offset: 2, memory: memory)
+        let pending = availIndex &- nextAvail
+        if pending == 0 { return nil }
+        guard pending <= size else { throw .availIndexTooFarAhead(pending: pending, size: size) }
+        // Read the ring entry only after seeing the index that published it.
+        atomicMemoryFence(ordering: .acquiring)
+        let head = try load(UInt16.self, availRing, offset: 4 + 2 * UInt64(nextAvail % size), memory: memory)
+        guard head < size else { throw .headOutOfRange(index: head, size: size) }
+
+        var descriptors: [Descriptor] = []
+        var index = head
+        var totalBytes: UInt64 = 0
+        while true {
+            // A chain can never be longer than the table: anything longer loops.
+            guard descriptors.count < Int(size) else { throw .chainTooLong(limit: Int(size)) }
+            let base = Self.descriptorBytes * UInt64(index)
+            let address = try load(UInt64.self, descriptorTable, offset: base, memory: memory)
+            let length = try load(UInt32.self, descriptorTable, offset: base + 8, memory: memory)
+            let flags = try load(UInt16.self, descriptorTable, offset: base + 12, memory: memory)
+            let next = try load(UInt16.self, descriptorTable, offset: base + 14, memory: memory)
+            guard flags & Flag.indirect == 0 else { throw .indirectNotNegotiated }
+            guard length == 0 || memory.contains(GuestAddress(address), length: UInt64(length)) else {
+                throw .bufferOutsideRAM(address: address, length: length)
+            }
+            totalBytes += UInt64(length)
+            guard totalBytes <= Self.maximumChainBytes else { throw .chainTooLarge(totalBytes: totalBytes) }
+            descriptors.append(Descriptor(address: GuestAddress(address), length: length, isDeviceWritable: flags & Flag.write != 0))
+            guard flags & Flag.next != 0 else { break }
+            guard next < size else { throw .nextOutOfRange(index: next, size: size) }
+            index = next
+        }
+        nextAvail &+= 1
+        return DescriptorChain(head: head, descriptors: descriptors)
+    }
+
+    /// Returns a chain to the driver with `length` bytes written into it.
+    public mutating func pushUsed(head: UInt16, length: UInt32, memory: GuestMemory) throws(QueueError) {
+        let slot = 4 + 8 * UInt64(nextUsed % size)
+        try store(UInt32(head), usedRing, offset: slot, memory: memory)
+        try store(length, usedRing, offset: slot + 4, memory: memory)
+        // The entry must be visible before the index that publishes it.
+        atomicMemoryFence(ordering: .releasing)
+        nextUsed &+= 1
+        try store(nextUsed, usedRing, offset: 2, memory: memory)
+    }
+
+    /// False when the driver set VIRTQ_AVAIL_F_NO_INTERRUPT.
+    public func wantsInterrupt(memory: GuestMemory) -> Bool {
+        let flags = (try? load(UInt16.self, availRing, offset: 0, memory: memory)) ?? 0
+        return flags & Flag.noInterrupt == 0
+    }
+
+    private func load<T: FixedWidthInteger>(_ type: T.Type, _ ring: GuestAddress, offset: UInt64, memory: GuestMemory) throws(QueueError) -> T {
+        do { return try memory.load(T.self, at: GuestAddress(ring.value &+ offset)) } catch {
+            throw .ringOutsideRAM(ring: "queue", address: ring.value &+ offset)
+        }
+    }
+
+    private func store<T: FixedWidthInteger>(_ value: T, _ ring: GuestAddress, offset: UInt64, memory: GuestMemory) throws(QueueError) {
+        do { try memory.store(value, at: GuestAddress(ring.value &+ offset)) } catch {
+            throw .ringOutsideRAM(ring: "used", address: ring.value &+ offset)
+        }
+    }
+}
