@@ -25,6 +25,8 @@
 #define LARGE_PAGE_SIZE 0x200000ull
 #define MAPPED_END      0x100000000ull  /* the identity map covers 4 GiB */
 #define MAX_SPLIT_PDES  2
+#define CR4_SMEP        (1ull << 20)
+#define CR4_SMAP        (1ull << 21)
 
 #define TSS_TYPE_AVAILABLE_64   0x9ull
 #define DESC_PRESENT            (1ull << 47)
@@ -111,6 +113,15 @@ bool usermode_init(void)
 			   DESC_PRESENT | (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
 	gdt[SEL_TSS / 8 + 1] = base >> 32;
 	__asm__ volatile("ltr %w0" :: "r"((uint16_t)SEL_TSS) : "memory");
+
+	/*
+	 * A 64-bit boot loader may leave SMEP/SMAP on. The kernel neither runs
+	 * nor reads user pages, but clear them so that no loader state matters.
+	 */
+	uint64_t cr4;
+	__asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
+	if (cr4 & (CR4_SMEP | CR4_SMAP))
+		__asm__ volatile("mov %0, %%cr4" :: "r"(cr4 & ~(CR4_SMEP | CR4_SMAP)) : "memory");
 
 	/* The user bit at the upper levels: the leaves decide. */
 	pml4[0] |= PTE_USER;

@@ -1,0 +1,101 @@
+import GuestMemory
+import Testing
+@testable import Virtio
+
+@Suite struct SplitQueueTests {
+    @Test func popsAChainAndPublishesItUsed() throws {
+        let memory = try makeMemory()
+        var driver = TestDriver(memory: memory, size: 8)
+        try driver.setDescriptor(0, address: 0x100000, length: 4096, flags: 1, next: 3)
+        try driver.setDescriptor(3, address: 0x200000, length: 512, flags: 2)
+        try driver.makeAvailable(0)
+        var queue = try SplitQueue(driver.configuration, maximumSize: 8, memory: memory)
+        let chain = try #require(try queue.popChain(memory: memory))
+        #expect(chain.head == 0)
+        #expect(chain.descriptors == [
+            Descriptor(address: GuestAddress(0x100000), length: 4096, isDeviceWritable: false),
+            Descriptor(address: GuestAddress(0x200000), length: 512, isDeviceWritable: true),
+        ])
+        #expect(try queue.popChain(memory: memory) == nil)
+        try queue.pushUsed(head: 0, length: 7, memory: memory)
+        #expect(try driver.usedIndex() == 1)
+        #expect(try driver.usedEntry(0) == (0, 7))
+    }
+
+    @Test func indicesWrapAround() throws {
+        let memory = try makeMemory()
+        var driver = TestDriver(memory: memory, size: 4)
+        try driver.setDescriptor(1, address: 0x100000, length: 8)
+        var queue = try SplitQueue(driver.configuration, maximumSize: 4, memory: memory)
+        for _ in 0..<70_000 {
+            try driver.makeAvailable(1)
+            let chain = try #require(try queue.popChain(memory: memory))
+            try queue.pushUsed(head: chain.head, length: 0, memory: memory)
+        }
+        #expect(try driver.usedIndex() == UInt16(70_000 % 65_536))
+    }
+
+    @Test func refusesBadConfigurations() throws {
+        let memory = try makeMemory()
+        var driver = TestDriver(memory: memory, size: 6)
+        #expect(throws: QueueError.notPowerOfTwo(size: 6)) { try SplitQueue(driver.configuration, maximumSize: 8, memory: memory) }
+        driver = TestDriver(memory: memory, size: 16)
+        #expect(throws: QueueError.sizeTooLarge(size: 16, maximum: 8)) { try SplitQueue(driver.configuration, maximumSize: 8, memory: memory) }
+        var configuration = TestDriver(memory: memory, size: 8).configuration
+        configuration.descriptorTable += 8
+        #expect(throws: QueueError.self) { try SplitQueue(configuration, maximumSize: 8, memory: memory) }
+        configuration = TestDriver(memory: memory, size: 8).configuration
+        configuration.usedRing = (16 << 20) - 8
+        #expect(throws: QueueError.self) { try SplitQueue(configuration, maximumSize: 8, memory: memory) }
+        configuration.usedRing = 0x7fff_0000_0000
+        #expect(throws: QueueError.self) { try SplitQueue(configuration, maximumSize: 8, memory: memory) }
+    }
+
+    @Test func refusesHostileChains() throws {
+        let memory = try makeMemory()
+        func firstPop(_ build: (inout TestDriver) throws -> Void) throws -> QueueError? {
+            var driver = TestDriver(memory: memory, size: 8)
+            for index in 0..<8 { try driver.setDescriptor(UInt16(index), address: 0, length: 0) }
+            try driver.forceAvailIndex(0)
+            try build(&driver)
+            var queue = try SplitQueue(driver.configuration, maximumSize: 8, memory: memory)
+            do { _ = try queue.popChain(memory: memory); return nil } catch { return error }
+        }
+        // A descriptor that points at itself.
+        #expect(try firstPop { try $0.setDescriptor(0, address: 0x100000, length: 16, flags: 1, next: 0); try $0.makeAvailable(0) } == .chainTooLong(limit: 8))
+        // next beyond the table.
+        #expect(try firstPop { try $0.setDescriptor(0, address: 0x100000, length: 16, flags: 1, next: 9); try $0.makeAvailable(0) } == .nextOutOfRange(index: 9, size: 8))
+        // head beyond the table.
+        #expect(try firstPop { try $0.makeAvailable(12) } == .headOutOfRange(index: 12, size: 8))
+        // avail index far ahead of what the device has seen.
+        #expect(try firstPop { try $0.forceAvailIndex(13) } == .availIndexTooFarAhead(pending: 13, size: 8))
+        // buffers outside RAM, straddling its end, or wrapping the address space.
+        #expect(try firstPop { try $0.setDescriptor(0, address: 0x7fff_0000_0000, length: 4096); try $0.makeAvailable(0) } == .bufferOutsideRAM(address: 0x7fff_0000_0000, length: 4096))
+        #expect(try firstPop { try $0.setDescriptor(0, address: (16 << 20) - 10, length: 4096); try $0.makeAvailable(0) } != nil)
+        #expect(try firstPop { try $0.setDescriptor(0, address: UInt64.max - 100, length: 0xffff_ffff); try $0.makeAvailable(0) } != nil)
+        // indirect descriptors were never offered.
+        #expect(try firstPop { try $0.setDescriptor(0, address: 0x100000, length: 16, flags: 4); try $0.makeAvailable(0) } == .indirectNotNegotiated)
+    }
+
+    @Test func randomRingsNeverTrapTheDevice() throws {
+        let memory = try makeMemory(megabytes: 1)
+        var generator = SystemRandomNumberGenerator()
+        let driver = TestDriver(memory: memory, size: 16)
+        for _ in 0..<3000 {
+            // Scribble over the descriptor table and avail ring, then let the device try.
+            for offset in stride(from: 0, to: 0x1000 + 64, by: 8) {
+                let base = offset < 0x100 ? driver.descriptorTable + UInt64(offset) : driver.availRing + UInt64(offset - 0x100)
+                try memory.store(UInt64.random(in: 0...UInt64.max, using: &generator) & (Bool.random(using: &generator) ? 0xffff_ffff_ffff_ffff : 0x000f_ffff_0000_ffff), at: GuestAddress(base))
+                if offset > 0x140 { break }
+            }
+            var queue = try SplitQueue(driver.configuration, maximumSize: 16, memory: memory)
+            for _ in 0..<20 {
+                guard let chain = try? queue.popChain(memory: memory) else { break }
+                for descriptor in chain.descriptors where descriptor.length > 0 {
+                    #expect(memory.contains(descriptor.address, length: UInt64(descriptor.length)))
+                }
+                try queue.pushUsed(head: chain.head, length: 0, memory: memory)
+            }
+        }
+    }
+}
