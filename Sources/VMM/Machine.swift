@@ -12,7 +12,8 @@ import Virtio
 /// One virtual machine, assembled once from a `MachineConfiguration` and run to its end.
 public final class Machine: @unchecked Sendable {
     public let configuration: MachineConfiguration
-    public let kernel: KernelImage
+    /// "bzImage" or "PVH ELF". The image itself is not kept: once loaded it would only cost RSS.
+    public let kernelFormat: String
     let kvm: KVMDevice
     let vm: VirtualMachine
     let memory: GuestMemory
@@ -22,6 +23,9 @@ public final class Machine: @unchecked Sendable {
     let serial: Serial8250
     let balloon: (device: BalloonDevice, transport: VirtioMMIOTransport)?
     let eventLoops: [VirtioEventLoop]
+    /// The command line the guest got, and what Ebb added to it for this host's KVM.
+    public let commandLine: String
+    public private(set) var addedKernelOptions: [String] = []
 
     private let exitState = Mutex<MachineExit?>(nil)
     private let stopping = Atomic<Bool>(false)
@@ -46,7 +50,8 @@ public final class Machine: @unchecked Sendable {
         let hostMemory = hostPhysicalMemoryBytes()
         guard memoryBytes <= hostMemory else { throw ConfigurationError.memoryTooLarge(bytes: memoryBytes, maximum: hostMemory) }
 
-        kernel = try KernelImage(bytes: try readWholeFile(configuration.kernelPath, role: "kernel"))
+        let kernel = try KernelImage(bytes: try readWholeFile(configuration.kernelPath, role: "kernel"))
+        kernelFormat = kernel.formatName
         let initrd = try configuration.initrdPath.map { try readWholeFile($0, role: "initrd") }
 
         kvm = try KVMDevice(path: configuration.kvmPath)
@@ -85,8 +90,13 @@ public final class Machine: @unchecked Sendable {
         }
         try memory.write(tables.bytes, at: GuestAddress(tables.baseAddress))
         try BootRegisters.writeGDT(into: memory)
+        var commandLine = configuration.commandLine
+        if configuration.addHostKernelOptions {
+            (commandLine, addedKernelOptions) = HostKernelOptions.merge(HostKernelOptions.options(tscKHz: vm.tscKHz()), into: commandLine)
+        }
+        self.commandLine = commandLine
         let entry = try BootLoader(memory: memory, ramLayout: ramLayout)
-            .load(kernel: kernel, commandLine: configuration.commandLine, initrd: initrd, rsdpAddress: tables.rsdpAddress)
+            .load(kernel: kernel, commandLine: commandLine, initrd: initrd, rsdpAddress: tables.rsdpAddress)
 
         let setup = CPUSetup(supportedCPUID: try kvm.supportedCPUID(), cpuCount: configuration.cpuCount)
         var vcpus: [VCPU] = []

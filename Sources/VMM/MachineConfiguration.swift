@@ -11,6 +11,8 @@ public struct MachineConfiguration: Sendable {
     public var prefault: Bool
     /// The virtio-balloon and its options; nil: no balloon.
     public var balloon: BalloonDevice.Options?
+    /// On kvm_pvm, append the kernel options a Linux guest needs there (see `HostKernelOptions`).
+    public var addHostKernelOptions = true
 
     public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = "",
                 memoryBytes: UInt64 = 512 << 20, cpuCount: Int = 1, kvmPath: String = "/dev/kvm",

@@ -56,6 +56,9 @@ struct Run: ParsableCommand {
     @Option(help: "Ask the guest for balloon statistics every this many seconds (0: never).")
     var statsInterval: Double = 0
 
+    @Option(help: "On kvm_pvm hosts, add the kernel options Linux needs there (on|off).")
+    var hostKernelOptions: Switch = .on
+
     @Flag(inversion: .prefixedNo, help: "Print host memory as it changes (default: on for the demo).")
     var memoryProgress: Bool?
 
@@ -81,7 +84,7 @@ struct Run: ParsableCommand {
         guard let kernelPath = kernel ?? DefaultGuest.kernelPath() else {
             fail("no --kernel given and the default guest is not built: run guest/build-test-kernel.sh (or scripts/run)")
         }
-        let configuration = MachineConfiguration(
+        var configuration = MachineConfiguration(
             kernelPath: kernelPath,
             initrdPath: initrd,
             commandLine: commandLine(usesTestKernel: usesTestKernel),
@@ -90,6 +93,7 @@ struct Run: ParsableCommand {
             kvmPath: kvmDevice ?? environment("EBB_KVM_DEVICE") ?? KVMDevice.defaultPath,
             prefault: prefault,
             balloon: balloonOptions())
+        configuration.addHostKernelOptions = hostKernelOptions == .on && !usesTestKernel
 
         let machine: Machine
         do {
@@ -99,6 +103,9 @@ struct Run: ParsableCommand {
         }
         if KVMDevice.isPagetableVirtualMachine {
             report("this host's KVM is kvm_pvm (nested, no VT-x/AMD-V): guest kernel code is emulated, so unmodified kernels run slowly or not at all")
+        }
+        if !machine.addedKernelOptions.isEmpty {
+            report("added kernel options for kvm_pvm: \(machine.addedKernelOptions.joined(separator: " ")) (--host-kernel-options off to leave them out)")
         }
         let progress = (memoryProgress ?? isDemo) ? MemoryProgress(machine: machine) : nil
         try progress?.start()
@@ -114,12 +121,11 @@ struct Run: ParsableCommand {
         throw ExitCode(exit.exitCode)
     }
 
-    /// The user's command line, or the demo's; plus the reporting order in the guest's own words.
+    /// The user's command line, or the demo's; plus the reporting order as Linux's parameter (as
+    /// WSL2 sets it), which the test kernel reads too.
     func commandLine(usesTestKernel: Bool) -> String {
         var line = cmdline ?? (usesTestKernel ? "ebb.scenario=reclaim ebb.touch=512 ebb.hold=2" : "console=ttyS0")
-        if let reportingOrder {
-            line += usesTestKernel ? " ebb.order=\(reportingOrder)" : " page_reporting.page_reporting_order=\(reportingOrder)"
-        }
+        if let reportingOrder { line += " page_reporting.page_reporting_order=\(reportingOrder)" }
         return line
     }
 
