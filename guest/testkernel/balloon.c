@@ -144,8 +144,16 @@ static void pool_fill_pfns(uint64_t first, unsigned n, int step)
 		uint64_t run = step > 0 ? base + pages - idx : idx - base + 1;
 		if (run > n - i)
 			run = n - i;
-		for (uint64_t k = 0; k < run; k++)
-			B.pfns[i + k] = (uint32_t)(step > 0 ? pfn + k : pfn - k);
+		/* Two loops, not one with a select: each CPL0 instruction costs ~750 ns on kvm_pvm. */
+		uint32_t *out = &B.pfns[i];
+		uint32_t p32 = (uint32_t)pfn;
+		if (step > 0) {
+			for (uint32_t k = 0; k < (uint32_t)run; k++)
+				out[k] = p32 + k;
+		} else {
+			for (uint32_t k = 0; k < (uint32_t)run; k++)
+				out[k] = p32 - k;
+		}
 		i += (unsigned)run;
 		idx = step > 0 ? idx + run : idx - run;
 	}
@@ -199,14 +207,15 @@ bool balloon_init(const struct balloon_init_opts *opts)
 	struct virtio_mmio *d = &B.dev;
 	B.has_stats = B.has_reporting = B.deflate_on_oom = B.reporting_usable = false;
 	B.config_changed = false;
-	B.isr_seen = 0;
+	/* After a reset the device holds no pages of ours. */
+	B.balloon_pages = 0;
 	memset(&B.inflate, 0, sizeof(B.inflate));
 	memset(&B.deflate, 0, sizeof(B.deflate));
 	memset(&B.stats, 0, sizeof(B.stats));
 	memset(&B.reporting, 0, sizeof(B.reporting));
 
 	if (!virtio_reset(d, tsc_from_ms(BALLOON_RESET_MS))) {
-		kprintf("virtio: device did not reset: status 0x%x\n", virtio_get_status(d));
+		kprintf("%s: timeout waiting for reset (status 0x%x)\n", tag_name, virtio_get_status(d));
 		return false;
 	}
 	virtio_add_status(d, VIRTIO_STATUS_ACKNOWLEDGE);
@@ -296,7 +305,6 @@ void balloon_print(bool detailed)
 void balloon_poll(void)
 {
 	uint32_t isr = virtio_ack_interrupts(&B.dev);
-	B.isr_seen |= isr;
 	if (isr & VIRTIO_INT_CONFIG)
 		B.config_changed = true;
 	if (!B.has_stats || !B.stats.size)
@@ -314,14 +322,24 @@ void balloon_poll(void)
 
 bool wait_used(struct virtq *vq, uint64_t budget_ms, uint32_t *len)
 {
-	uint64_t t0 = rdtsc(), budget = tsc_from_ms(budget_ms);
+	uint64_t t0 = rdtsc(), budget = tsc_from_ms(budget_ms), interval = tsc_from_ms(1) / 10;
+	uint64_t next_poll = t0;
 	uint16_t head;
 	for (;;) {
-		balloon_poll();
-		if (virtq_get_used(vq, &head, len))
+		/* The used ring is guest memory: check it every time, the registers less often. */
+		if (virtq_get_used(vq, &head, len)) {
+			balloon_poll();         /* ack the interrupt, as the handler would */
 			return true;
-		if (rdtsc() - t0 > budget)
-			return false;
+		}
+		uint64_t now = rdtsc();
+		if (now - t0 > budget) {
+			balloon_poll();
+			return virtq_get_used(vq, &head, len);
+		}
+		if (now - next_poll < (1ull << 63)) {
+			balloon_poll();
+			next_poll = now + interval;
+		}
 		cpu_relax();
 	}
 }
@@ -347,11 +365,12 @@ uint32_t balloon_read_target(void)
 
 void balloon_follow_target(void)
 {
+	uint64_t t0 = rdtsc(), inflated = 0, deflated = 0, buffers = 0;
 	for (;;) {
 		uint64_t target = balloon_read_target();
 		uint64_t cur = B.balloon_pages;
 		if (target == cur)
-			return;
+			break;
 		if (target > cur) {
 			uint64_t room = B.pool_pages - B.balloon_pages - B.busy_pages;
 			uint64_t n = target - cur;
@@ -362,12 +381,13 @@ void balloon_follow_target(void)
 			if (n == 0) {
 				kprintf("%s: no free pages left to inflate past %lu MiB\n", tag_name,
 					B.balloon_pages >> 8);
-				return;
+				break;
 			}
 			/* The top of the pool downwards. */
 			pool_fill_pfns(B.pool_pages - B.balloon_pages - 1, (unsigned)n, -1);
 			tell_host(&B.inflate, (unsigned)n, "inflate");
 			B.balloon_pages += n;
+			inflated += n;
 		} else {
 			uint64_t n = cur - target;
 			if (n > BALLOON_PFNS_PER_BUFFER)
@@ -376,9 +396,14 @@ void balloon_follow_target(void)
 			pool_fill_pfns(B.pool_pages - B.balloon_pages, (unsigned)n, 1);
 			tell_host(&B.deflate, (unsigned)n, "deflate");
 			B.balloon_pages -= n;
+			deflated += n;
 		}
+		buffers++;
 		virtio_config_write32(&B.dev, BALLOON_CFG_ACTUAL, (uint32_t)B.balloon_pages);
 	}
+	if (buffers)
+		kprintf("%s: inflated %lu MiB, deflated %lu MiB in %lu buffers in %lu ms\n", tag_name,
+			inflated >> 8, deflated >> 8, buffers, tsc_to_ms(rdtsc() - t0));
 }
 
 bool balloon_report(const uint64_t *addrs, uint32_t block_bytes, unsigned n, uint64_t budget_ms)

@@ -59,8 +59,7 @@ struct balloon {
 	struct balloon_stat stats_buf[BALLOON_STATS_COUNT];
 	uint32_t pfns[BALLOON_PFNS_PER_BUFFER];
 	uint64_t stats_refills;
-	bool config_changed;
-	uint32_t isr_seen;              /* InterruptStatus bits seen since last cleared */
+	bool config_changed;            /* InterruptStatus bit 1 seen, not yet handled */
 
 	/* Memory accounting. */
 	uint64_t ram_bytes;             /* all e820 RAM */

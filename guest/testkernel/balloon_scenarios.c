@@ -10,6 +10,7 @@
 #define LARGE_PAGE              ((uint64_t)2 << 20)
 #define HOSTILE_CHECK_MS        500
 #define HOSTILE_RECOVER_MS      2000
+#define HOSTILE_SETTLE_MS       50
 #define HOSTILE_OUTSIDE_ADDR    0x7fff00000000ull
 #define MAX_ORDER               18      /* 1 GiB blocks; a descriptor len is 32 bits */
 
@@ -26,13 +27,15 @@ static bool start(const struct kernel_state *k, const char *tag, const struct ba
 	return true;
 }
 
-/* Wait `ms`, servicing the device (stats refills; config changes are only noted). */
+#define HOLD_POLL_MS            1
+
+/* Wait `ms`, servicing the device every millisecond (stats refills; config changes are only noted). */
 static void hold_ms(uint64_t ms)
 {
 	uint64_t t0 = rdtsc(), budget = tsc_from_ms(ms);
 	while (rdtsc() - t0 < budget) {
 		balloon_poll();
-		cpu_relax();
+		tsc_delay(tsc_from_ms(HOLD_POLL_MS));
 	}
 }
 
@@ -56,7 +59,9 @@ static void scenario_reclaim(const struct kernel_state *k)
 		return;
 
 	uint64_t want = option_u64("ebb.touch", 512) * MIB;
-	uint64_t order = option_u64("ebb.order", REPORTING_ORDER_DEFAULT);
+	/* Linux's own parameter (what `ebb run --reporting-order` and WSL2 set) unless ebb.order says otherwise. */
+	uint64_t order = option_u64("ebb.order",
+				    option_u64("page_reporting.page_reporting_order", REPORTING_ORDER_DEFAULT));
 	if (order > MAX_ORDER) {
 		kprintf("reclaim: order %lu too large, using %u\n", order, MAX_ORDER);
 		order = MAX_ORDER;
@@ -180,7 +185,7 @@ static void scenario_balloon(const struct kernel_state *k)
 			balloon_follow_target();
 			print_balloon();
 		}
-		cpu_relax();
+		tsc_delay(tsc_from_ms(HOLD_POLL_MS));
 	}
 }
 
@@ -317,8 +322,16 @@ static void hostile(const struct kernel_state *k, enum hostile_kind kind)
 			break;
 		cpu_relax();
 	}
+	/* A device working on another thread may raise the interrupt just after the status. */
+	uint64_t t1 = rdtsc(), settle = tsc_from_ms(HOSTILE_SETTLE_MS);
+	while (rdtsc() - t1 < settle) {
+		isr |= virtio_ack_interrupts(&B.dev);
+		cpu_relax();
+	}
+	status = virtio_get_status(&B.dev);
+	used = vq->used->idx != before;
 	kprintf("hostile: %s used=%s used-idx=%u isr=0x%x after %lu ms\n", name, used ? "yes" : "no",
-		vq->used->idx, isr, tsc_to_ms(rdtsc() - t0));
+		vq->used->idx, isr, tsc_to_ms(t1 - t0));
 	kprintf("hostile: %s status=0x%x\n", name, status);
 
 	/* Reset, start again from scratch, and see one valid report through. */
