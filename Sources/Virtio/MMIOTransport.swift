@@ -90,6 +90,7 @@ public final class VirtioMMIOTransport: BusDevice {
             return
         }
         var brokenNow: String?
+        var becameLive = false
         state.withLock { state in
             switch offset {
             case VirtioMMIORegister.deviceFeaturesSelect: state.deviceFeaturesSelect = value
@@ -112,12 +113,19 @@ public final class VirtioMMIOTransport: BusDevice {
             case VirtioMMIORegister.interruptACK:
                 state.interruptStatus &= ~value
             case VirtioMMIORegister.status:
+                let wasLive = state.isLive
                 brokenNow = writeStatus(&state, value)
+                becameLive = !wasLive && state.isLive
             default:
                 break
             }
         }
         if let brokenNow { reportBroken(brokenNow) }
+        // Linux kicks its stats queue before DRIVER_OK (virtio_balloon's init_vqs); a kick that came
+        // too early was ignored, so look at every queue once the device goes live.
+        if becameLive {
+            for queue in 0..<state.withLock({ $0.queues.count }) { notify(queue: queue) }
+        }
     }
 
     // MARK: Queue work (the device's event thread, or a vCPU thread without ioeventfd)

@@ -28,6 +28,11 @@ struct TestDriver {
         return configuration
     }
 
+    /// Zeroes the rings, as a driver that allocates fresh rings after a reset has them.
+    func clear() throws {
+        try memory.write([UInt8](repeating: 0, count: 0x3000), at: GuestAddress(descriptorTable))
+    }
+
     func setDescriptor(_ index: UInt16, address: UInt64, length: UInt32, flags: UInt16 = 0, next: UInt16 = 0) throws {
         let base = descriptorTable + 16 * UInt64(index)
         try memory.store(address, at: GuestAddress(base))

@@ -4,6 +4,8 @@ public struct BalloonCounters: Sendable, Equatable {
     public var reportedRanges: UInt64 = 0
     public var reportedBytes: UInt64 = 0
     public var discardedBytes: UInt64 = 0
+    /// Bytes discarded because the guest put them in the balloon (inflate).
+    public var inflateDiscardedBytes: UInt64 = 0
     /// Discards `madvise` refused (counted, never fatal).
     public var discardFailures: UInt64 = 0
     /// Reported ranges not aligned to host pages (only their whole pages were discarded).

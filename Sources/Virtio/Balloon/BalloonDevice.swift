@@ -129,21 +129,23 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
             if range.start.value % memory.pageSizeBytes != 0 || range.length % memory.pageSizeBytes != 0 {
                 counters.unalignedRanges += 1
             }
-            discard(range, memory: memory)
+            counters.discardedBytes += discard(range, memory: memory)
         }
     }
 
     private func inflate(run: PFNRun, memory: GuestMemory) {
         counters.inflatedPages += run.pages
         guard let range = GuestRange(start: GuestAddress(run.firstPFN << 12), length: run.pages * BalloonLimits.pageBytes) else { return }
-        discard(range, memory: memory)
+        counters.inflateDiscardedBytes += discard(range, memory: memory)
     }
 
-    private func discard(_ range: GuestRange, memory: GuestMemory) {
+    /// A failed discard is counted, never fatal: the memory simply stays resident.
+    private func discard(_ range: GuestRange, memory: GuestMemory) -> UInt64 {
         do {
-            counters.discardedBytes += try memory.discard(range)
+            return try memory.discard(range)
         } catch {
             counters.discardFailures += 1
+            return 0
         }
     }
 

@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+
+/// The test kernel as a hostile virtio driver: each malformed request must break only the balloon
+/// (DEVICE_NEEDS_RESET, reported by ebb), and a driver reset must give a working device again.
+@Suite(.enabled(if: kvmAvailable, kvmSkipReason), .serialized)
+struct HostileDriverTests {
+    static let cases: [(name: String, status: String, breaks: String?)] = [
+        ("loop", "0x4f", "descriptor chain longer than 64 (a loop?)"),
+        ("outside", "0x4f", "buffer 0x7fff00000000 (+2097152) is outside guest RAM"),
+        ("huge", "0x4f", "(+4294967295) is outside guest RAM"),
+        ("wrap", "0x4f", "avail index is 69 entries ahead of a 64-entry queue"),
+        ("next", "0x4f", "descriptor next 64 is outside a 64-entry table"),
+        ("ring", "0x4f", "descriptor ring at 0x7fff00000000 is outside guest RAM"),
+        // Not malformed: an unaligned range keeps its partial pages; a report before DRIVER_OK is ignored.
+        ("unaligned", "0xf", nil),
+        ("early", "0xb", nil),
+    ]
+
+    @Test(arguments: 0..<cases.count)
+    func malformedRequestBreaksOnlyTheDevice(index: Int) throws {
+        try requireTestKernel()
+        let (name, status, breaks) = Self.cases[index]
+        let result = try runEbb(["run", "--kernel", testKernelELF, "--memory", "128M", "--cmdline", "ebb.scenario=hostile-\(name)"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("hostile: \(name) status=\(status)"), "\(result.stdout)")
+        #expect(result.stdout.contains("hostile: recovered"), "\(result.stdout)")
+        if let breaks {
+            #expect(result.stderr.contains("virtio-balloon: device needs reset: "), "\(result.stderr)")
+            #expect(result.stderr.contains(breaks), "\(result.stderr)")
+        } else {
+            #expect(!result.stderr.contains("needs reset"), "\(result.stderr)")
+        }
+    }
+
+    @Test func unalignedReportKeepsThePartialPages() throws {
+        try requireTestKernel()
+        let result = try runEbb(["run", "--kernel", testKernelELF, "--memory", "128M", "--cmdline", "ebb.scenario=hostile-unaligned"])
+        // [0x200001, 0x400000) rounds inward to 511 pages; the recovery report adds 2 MiB.
+        #expect(result.stderr.contains("2 ranges, 4.0 MiB reported, 4.0 MiB discarded"), "\(result.stderr)")
+        #expect(result.stderr.contains("0 failures"))
+    }
+}
+
+@Suite(.enabled(if: kvmAvailable, kvmSkipReason), .serialized)
+struct BalloonTargetTests {
+    /// With 256 MiB of a 512 MiB guest in the balloon, the guest touching all it has left keeps the
+    /// host's RSS well under the guest's size.
+    @Test func targetIsHonouredAndHostMemoryDoesNotGrow() throws {
+        try requireTestKernel()
+        let ebb = try EbbProcess(["run", "--kernel", testKernelELF, "--memory", "512M", "--balloon-target", "256M",
+                                  "--cmdline", "ebb.scenario=balloon ebb.hold=1"])
+        let sampler = RSSSampler(pid: ebb.pid)
+        let result = ebb.finish(seconds: 120)
+        let peak = RSSSampler.peak(sampler.stop())
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("balloon: target 256 MiB, actual 256 MiB"), "\(result.stdout)")
+        #expect(result.stdout.contains("balloon: touched 25"), "\(result.stdout)")
+        #expect(result.stderr.contains("balloon: 65536 pages inflated"), "\(result.stderr)")
+        #expect(peak < (256 + 48) * mebibyte, "peak RSS \(peak / mebibyte) MiB with 256 MiB of 512 MiB ballooned")
+    }
+
+    @Test func targetZeroLeavesTheGuestAllItsMemory() throws {
+        try requireTestKernel()
+        let result = try runEbb(["run", "--kernel", testKernelELF, "--memory", "256M", "--cmdline", "ebb.scenario=balloon ebb.hold=1"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("balloon: target 0 MiB, actual 0 MiB"), "\(result.stdout)")
+    }
+
+    @Test func statisticsArriveAtTheConfiguredInterval() throws {
+        try requireTestKernel()
+        let result = try runEbb(["run", "--kernel", testKernelELF, "--memory", "256M", "--stats-interval", "0.2",
+                                 "--cmdline", "ebb.scenario=stats ebb.hold=2"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("stats: refilled 3"), "\(result.stdout)")
+        #expect(result.stderr.contains("guest statistics ("), "\(result.stderr)")
+        #expect(result.stderr.contains("total-memory=268"), "\(result.stderr)")
+    }
+}
