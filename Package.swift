@@ -9,6 +9,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // The only C: fixed-arity ioctl wrappers and ioctl numbers from <linux/kvm.h>.
@@ -20,8 +21,15 @@ let package = Package(
         .target(name: "Devices"),
         .target(name: "Virtio", dependencies: ["GuestMemory", "Devices"]),
         .target(name: "VMM", dependencies: ["CKVM", "KVM", "GuestMemory", "LinuxBoot", "ACPI", "Devices", "Virtio"]),
+        // The control API (Firecracker's conventions) on a Unix socket.
+        .target(name: "API", dependencies: [
+            "VMM", "Virtio",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .executableTarget(name: "ebb", dependencies: [
-            "VMM",
+            "VMM", "API",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
@@ -29,6 +37,7 @@ let package = Package(
         .testTarget(name: "ACPITests", dependencies: ["ACPI"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory"]),
+        .testTarget(name: "APITests", dependencies: ["API"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMM"]),
     ]
 )

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import API
 import ArgumentParser
 import KVM
 import Virtio
@@ -59,6 +60,9 @@ struct Run: ParsableCommand {
     @Option(help: "On kvm_pvm hosts, add the kernel options Linux needs there (on|off).")
     var hostKernelOptions: Switch = .on
 
+    @Option(help: "Serve the control API (Firecracker's conventions: GET/PATCH /balloon, GET /balloon/statistics) on this Unix socket.")
+    var apiSocket: String?
+
     @Flag(inversion: .prefixedNo, help: "Print host memory as it changes (default: on for the demo).")
     var memoryProgress: Bool?
 
@@ -107,6 +111,12 @@ struct Run: ParsableCommand {
         if !machine.addedKernelOptions.isEmpty {
             report("added kernel options for kvm_pvm: \(machine.addedKernelOptions.joined(separator: " ")) (--host-kernel-options off to leave them out)")
         }
+        let api: APIServer?
+        do {
+            api = try apiSocket.map { try APIServer(socketPath: $0, routes: APIRoutes(machine: machine)) }
+        } catch {
+            fail("cannot serve the API on '\(apiSocket ?? "")': \(error)")
+        }
         let progress = (memoryProgress ?? isDemo) ? MemoryProgress(machine: machine) : nil
         try progress?.start()
         let exit: MachineExit
@@ -114,9 +124,11 @@ struct Run: ParsableCommand {
             exit = try machine.run()
         } catch {
             progress?.stop()
+            api?.stop()
             fail("\(error)")
         }
         progress?.stop()
+        api?.stop()
         printSummary(machine: machine, exit: exit)
         throw ExitCode(exit.exitCode)
     }

@@ -77,3 +77,26 @@ struct BalloonTargetTests {
         #expect(result.stderr.contains("total-memory=268"), "\(result.stderr)")
     }
 }
+
+/// A tool drives the balloon through the API while the guest runs: target 256 MiB, then 0.
+@Suite(.enabled(if: kvmAvailable, kvmSkipReason), .serialized)
+struct BalloonAPITests {
+    @Test func targetZeroThroughTheAPIGivesTheMemoryBack() throws {
+        try requireTestKernel()
+        let socket = FileManager.default.temporaryDirectory.appendingPathComponent("ebb-api-\(getpid()).sock").path
+        let ebb = try EbbProcess(["run", "--kernel", testKernelELF, "--memory", "512M", "--balloon-target", "256M",
+                                  "--api-socket", socket, "--cmdline", "ebb.scenario=balloon ebb.hold=8"])
+        #expect(ebb.wait(seconds: 60) { $0.contains("balloon: touched") }, "\(ebb.stdout)")
+        let before = try unixHTTP(socket, "GET", "/balloon")
+        #expect(before.status == 200 && before.body.contains(#""amount_mib":256"#), "\(before)")
+        let patch = try unixHTTP(socket, "PATCH", "/balloon", body: #"{"amount_mib": 0}"#)
+        #expect(patch.status == 204, "\(patch)")
+        #expect(ebb.wait(seconds: 30) { $0.contains("balloon: target 0 MiB, actual 0 MiB") }, "\(ebb.stdout)")
+        let statistics = try unixHTTP(socket, "GET", "/balloon/statistics")
+        #expect(statistics.body.contains(#""actual_mib":0"#) && statistics.body.contains(#""deflated_pages":65536"#), "\(statistics)")
+        #expect(try unixHTTP(socket, "PATCH", "/balloon", body: "{").status == 400)
+        let result = ebb.finish(seconds: 60)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: socket), "the API socket is removed at exit")
+    }
+}

@@ -1,0 +1,51 @@
+import Synchronization
+import Testing
+import Virtio
+@testable import API
+
+/// A balloon whose target the routes can set, with no VM behind it.
+final class FakeBalloon: BalloonControl, Sendable {
+    private let target = Mutex<UInt64>(0)
+    let balloonOptions: BalloonDevice.Options? = BalloonDevice.Options(statisticsInterval: .seconds(2))
+    var balloonCounters: BalloonCounters? {
+        var counters = BalloonCounters()
+        counters.reportedRanges = 3
+        counters.guestStatistics[BalloonStatTag.freeMemory.rawValue] = 1234
+        return counters
+    }
+    var balloonActualBytes: UInt64? { 8 << 20 }
+    var balloonTargetBytes: UInt64? { target.withLock { $0 } }
+    func setBalloonTarget(bytes: UInt64) { target.withLock { $0 = bytes } }
+}
+
+@Suite struct APIRoutesTests {
+    let balloon = FakeBalloon()
+    var routes: APIRoutes { APIRoutes(machine: balloon) }
+
+    @Test func patchSetsTheTargetAndGetReadsItBack() {
+        #expect(routes.handle(method: "PATCH", path: "/balloon", body: Array(#"{"amount_mib": 256}"#.utf8)) == .noContent)
+        #expect(balloon.balloonTargetBytes == 256 << 20)
+        let response = routes.handle(method: "GET", path: "/balloon", body: [])
+        #expect(response.status == 200)
+        #expect(response.body == #"{"amount_mib":256,"deflate_on_oom":true,"stats_polling_interval_s":2}"#)
+    }
+
+    @Test func statisticsIncludeReportsAndGuestValues() {
+        let response = routes.handle(method: "GET", path: "/balloon/statistics", body: [])
+        #expect(response.status == 200)
+        #expect(response.body.contains(#""free_page_reports":3"#))
+        #expect(response.body.contains(#""free_memory":1234"#))
+        #expect(response.body.contains(#""actual_mib":8"#))
+    }
+
+    @Test func badRequestsGetFirecrackerStyleFaults() {
+        let bad = routes.handle(method: "PATCH", path: "/balloon", body: Array("{\"amount_mib\": -1}".utf8))
+        #expect(bad.status == 400 && bad.body.contains("fault_message"))
+        #expect(routes.handle(method: "PATCH", path: "/balloon", body: Array("not json".utf8)).status == 400)
+        #expect(routes.handle(method: "PATCH", path: "/balloon", body: Array(#"{"amount_mib": 18446744073709551615}"#.utf8)).status == 400)
+        #expect(routes.handle(method: "DELETE", path: "/balloon", body: []).status == 405)
+        #expect(routes.handle(method: "GET", path: "/nothing", body: []).status == 404)
+        #expect(routes.handle(method: "PATCH", path: "/balloon", body: [UInt8](repeating: 0x20, count: 100_000)).status == 413)
+        #expect(balloon.balloonTargetBytes == 0)
+    }
+}
