@@ -6,12 +6,22 @@ import KVM
 struct CPUSetup {
     let supportedCPUID: [kvm_cpuid_entry2]
     let cpuCount: Int
+    /// Hide paravirtual features this host's KVM cannot deliver (see `hiddenPVFeatures`).
+    var hidePVSendIPI = KVMDevice.isPagetableVirtualMachine
 
     enum CPUIDLeaf {
         static let features: UInt32 = 0x1
         static let extendedTopology: UInt32 = 0xb
         static let extendedTopologyV2: UInt32 = 0x1f
+        /// KVM_CPUID_FEATURES: the paravirtual features KVM offers a guest.
+        static let kvmFeatures: UInt32 = 0x4000_0001
     }
+
+    /// KVM_FEATURE_PV_SEND_IPI and KVM_FEATURE_PV_SCHED_YIELD (bits 11 and 13 of
+    /// KVM_CPUID_FEATURES.EAX): hypercalls (`vmcall`) in place of APIC IPIs. On kvm_pvm a Linux guest
+    /// using them never brings up its second CPU (measured: the AP sits in `vmcall` and the boot CPU
+    /// spins at "Booting SMP configuration"), so Ebb hides both there and Linux uses the APIC.
+    static let hiddenPVFeatures: UInt32 = 1 << 11 | 1 << 13
 
     /// CPUID.1:ECX bit 31, "running under a hypervisor".
     static let hypervisorPresent: UInt32 = 1 << 31
@@ -66,6 +76,8 @@ struct CPUSetup {
                 entry.ecx |= Self.hypervisorPresent
             case CPUIDLeaf.extendedTopology, CPUIDLeaf.extendedTopologyV2:
                 entry.edx = apicID // x2APIC id, on every subleaf
+            case CPUIDLeaf.kvmFeatures where hidePVSendIPI:
+                entry.eax &= ~Self.hiddenPVFeatures
             default:
                 break
             }

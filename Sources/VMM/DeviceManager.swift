@@ -72,7 +72,8 @@ struct DeviceManager {
         try vm.attachInterruptEvent(interrupt.fd, gsi: virtioIRQ(slot: slot))
         let name = device.deviceID == BalloonDevice.id ? "virtio-balloon" : "virtio device \(device.deviceID)"
         let transport = VirtioMMIOTransport(device: device, memory: memory, interrupt: { interrupt.signal() },
-                                            onBroken: { report("\(name): device needs reset: \($0)") })
+                                            onBroken: { report("\(name): device needs reset: \($0)") },
+                                            onDriverReady: { report("\(name): driver ready, features 0x\(String($0, radix: 16))") })
         var notifiers: [EventNotifier] = []
         let notifyAddress = virtioAddress(slot: slot) + VirtioMMIORegister.queueNotify
         for queue in 0..<device.queueCount(features: device.offeredFeatures) {

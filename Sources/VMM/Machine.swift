@@ -68,7 +68,7 @@ public final class Machine: @unchecked Sendable {
         try vm.createPIT()
 
         let ramLayout = GuestRAMLayout(memoryBytes: memoryBytes)
-        memory = try GuestMemory(regions: ramLayout.regions, prefault: configuration.prefault)
+        memory = try GuestMemory(regions: ramLayout.regions, hugePages: configuration.hugePages, prefault: configuration.prefault)
         for (slot, region) in memory.regions.enumerated() {
             try vm.setMemoryRegion(slot: UInt32(slot), guestAddress: region.guestRange.start.value,
                                    sizeBytes: region.guestRange.length, hostAddress: memory.hostAddress(of: region))

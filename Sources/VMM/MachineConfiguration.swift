@@ -11,6 +11,8 @@ public struct MachineConfiguration: Sendable {
     public var prefault: Bool
     /// The virtio-balloon and its options; nil: no balloon.
     public var balloon: BalloonDevice.Options?
+    /// Back guest RAM with transparent huge pages where the host allows.
+    public var hugePages = true
     /// On kvm_pvm, append the kernel options a Linux guest needs there (see `HostKernelOptions`).
     public var addHostKernelOptions = true
 

@@ -29,15 +29,18 @@ public final class VirtioMMIOTransport: BusDevice {
     private let memory: GuestMemory
     private let interrupt: @Sendable () -> Void
     private let onBroken: @Sendable (String) -> Void
+    private let onDriverReady: @Sendable (UInt64) -> Void
     private let state: Mutex<State>
 
-    /// `interrupt` raises the device's interrupt line; `onBroken` reports a device the guest broke.
+    /// `interrupt` raises the device's interrupt line; `onBroken` reports a device the guest broke;
+    /// `onDriverReady` tells of each DRIVER_OK, with the negotiated features.
     public init(device: any VirtioDevice, memory: GuestMemory, interrupt: @escaping @Sendable () -> Void,
-                onBroken: @escaping @Sendable (String) -> Void) {
+                onBroken: @escaping @Sendable (String) -> Void, onDriverReady: @escaping @Sendable (UInt64) -> Void = { _ in }) {
         self.device = device
         self.memory = memory
         self.interrupt = interrupt
         self.onBroken = onBroken
+        self.onDriverReady = onDriverReady
         let count = device.queueCount(features: device.offeredFeatures)
         state = Mutex(State(queueConfigurations: Array(repeating: QueueConfiguration(size: device.maximumQueueSize), count: count),
                             queues: Array(repeating: nil, count: count)))
@@ -91,6 +94,7 @@ public final class VirtioMMIOTransport: BusDevice {
         }
         var brokenNow: String?
         var becameLive = false
+        var features: UInt64 = 0
         state.withLock { state in
             switch offset {
             case VirtioMMIORegister.deviceFeaturesSelect: state.deviceFeaturesSelect = value
@@ -116,6 +120,7 @@ public final class VirtioMMIOTransport: BusDevice {
                 let wasLive = state.isLive
                 brokenNow = writeStatus(&state, value)
                 becameLive = !wasLive && state.isLive
+                features = state.driverFeatures
             default:
                 break
             }
@@ -124,6 +129,7 @@ public final class VirtioMMIOTransport: BusDevice {
         // Linux kicks its stats queue before DRIVER_OK (virtio_balloon's init_vqs); a kick that came
         // too early was ignored, so look at every queue once the device goes live.
         if becameLive {
+            onDriverReady(features)
             for queue in 0..<state.withLock({ $0.queues.count }) { notify(queue: queue) }
         }
     }

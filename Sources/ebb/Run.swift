@@ -42,6 +42,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Populate all guest RAM before boot, so the guest takes no page faults at run time.")
     var prefault = false
 
+    @Option(help: "Back guest RAM with transparent huge pages (on|off): faster first touch and reclaim.")
+    var hugePages: Switch = .on
+
     @Option(help: "The virtio-balloon device (on|off).")
     var balloon: Switch = .on
 
@@ -98,6 +101,7 @@ struct Run: ParsableCommand {
             prefault: prefault,
             balloon: balloonOptions())
         configuration.addHostKernelOptions = hostKernelOptions == .on && !usesTestKernel
+        configuration.hugePages = hugePages == .on
 
         let machine: Machine
         do {

@@ -25,8 +25,8 @@ static const int EBB_EFD_NONBLOCK = EFD_NONBLOCK;
 static const int EBB_MADV_DONTNEED = MADV_DONTNEED;
 static const int EBB_MADV_REMOVE = MADV_REMOVE;
 static const int EBB_MADV_WILLNEED = MADV_WILLNEED;
+static const int EBB_MADV_HUGEPAGE = MADV_HUGEPAGE;
 static const int EBB_MAP_NORESERVE = MAP_NORESERVE;
-static const int EBB_MAP_POPULATE = MAP_POPULATE;
 
 // Where KVM puts MMIO data inside kvm_run: the member sits in an anonymous union, which Swift's
 // MemoryLayout.offset(of:) cannot see through.
