@@ -25,6 +25,8 @@ final class RSSSampler: @unchecked Sendable {
         thread.start()
     }
 
+    var samplesSoFar: [Sample] { samples.withLock { $0 } }
+
     func stop() -> [Sample] {
         running.store(false, ordering: .relaxed)
         Thread.sleep(forTimeInterval: 0.05)
