@@ -138,37 +138,38 @@ public final class VirtioMMIOTransport: BusDevice {
 
     /// The driver notified queue `index`: process what it made available.
     public func notify(queue index: Int) {
-        let outcome = state.withLock { state -> (interrupt: Bool, broken: String?) in
-            guard index >= 0, index < state.queues.count else { return (false, nil) }
-            guard state.isLive else {
-                if state.status & VirtioStatus.driverOK == 0 { state.notificationsBeforeDriverOK += 1 }
-                return (false, nil)
-            }
-            guard var queue = state.queues[index] else { return (false, nil) }
-            do {
-                let used = try device.process(queueIndex: index, queue: &queue, memory: memory)
-                state.queues[index] = queue
-                guard used, queue.wantsInterrupt(memory: memory) else { return (false, nil) }
-                state.interruptStatus |= VirtioInterrupt.usedBuffer
-                return (true, nil)
-            } catch {
-                return (true, markNeedsReset(&state, "\(error)"))
-            }
+        let early = state.withLock { state -> Bool in
+            guard state.status & VirtioStatus.driverOK == 0 else { return false }
+            state.notificationsBeforeDriverOK += 1
+            return true
         }
-        if outcome.interrupt { interrupt() }
-        if let broken = outcome.broken { reportBroken(broken) }
+        guard !early else { return }
+        performQueueWork { state throws(QueueError) -> Bool in
+            guard index >= 0, index < state.queues.count, var queue = state.queues[index] else { return false }
+            let used = try device.process(queueIndex: index, queue: &queue, memory: memory)
+            state.queues[index] = queue
+            return used && queue.wantsInterrupt(memory: memory)
+        }
     }
 
     /// Runs the device's timers.
     public func tick() {
+        performQueueWork { state throws(QueueError) -> Bool in
+            try device.tick(queues: &state.queues, memory: memory)
+        }
+    }
+
+    /// Runs queue work on a live device under the lock: a `true` result raises the used-buffer
+    /// interrupt; a `QueueError` marks the device DEVICE_NEEDS_RESET and reports it.
+    private func performQueueWork(_ work: (inout State) throws(QueueError) -> Bool) {
         let outcome = state.withLock { state -> (interrupt: Bool, broken: String?) in
             guard state.isLive else { return (false, nil) }
             do {
-                guard try device.tick(queues: &state.queues, memory: memory) else { return (false, nil) }
+                guard try work(&state) else { return (false, nil) }
                 state.interruptStatus |= VirtioInterrupt.usedBuffer
                 return (true, nil)
             } catch {
-                return (true, markNeedsReset(&state, "\(error)"))
+                return (false, markNeedsReset(&state, "\(error)"))
             }
         }
         if outcome.interrupt { interrupt() }
