@@ -4,7 +4,7 @@ import Glibc
 
 /// Turns SIGINT, SIGTERM and SIGHUP into an orderly stop: the signals are blocked in every thread
 /// and one thread waits for them with `sigwait`, so no work happens in a signal handler.
-final class HostSignalWatcher: @unchecked Sendable {
+public final class HostSignalWatcher: @unchecked Sendable {
     static let watched = [SIGINT, SIGTERM, SIGHUP]
     /// Sent by `stop()` to end the waiting thread.
     static let wakeSignal = SIGUSR2
@@ -12,11 +12,24 @@ final class HostSignalWatcher: @unchecked Sendable {
     private var thread: OSThread?
     private var previousMask = sigset_t()
 
-    init(onSignal: @escaping @Sendable (Int32) -> Void) throws {
+    static var watchedSet: sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
-        for number in Self.watched + [Self.wakeSignal] { sigaddset(&set, number) }
-        // Block before any thread starts, so every thread inherits the mask.
+        for number in watched + [wakeSignal] { sigaddset(&set, number) }
+        return set
+    }
+
+    /// Blocks the watched signals in the calling thread, and so in every thread it starts from now
+    /// on. Call it before starting helper threads (an API server, a monitor): a thread that does
+    /// not block them would take SIGTERM's default action and end the process unannounced.
+    public static func blockWatchedSignals() {
+        var set = watchedSet
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    init(onSignal: @escaping @Sendable (Int32) -> Void) throws {
+        var set = Self.watchedSet
+        // Block before any vCPU thread starts, so every thread inherits the mask.
         pthread_sigmask(SIG_BLOCK, &set, &previousMask)
         let waitSet = set
         thread = try OSThread(name: "ebb-signals") {

@@ -115,6 +115,8 @@ struct Run: ParsableCommand {
         if !machine.addedKernelOptions.isEmpty {
             report("added kernel options for kvm_pvm: \(machine.addedKernelOptions.joined(separator: " ")) (--host-kernel-options off to leave them out)")
         }
+        // Before the API and progress threads start, so that they inherit the mask too.
+        HostSignalWatcher.blockWatchedSignals()
         let api: APIServer?
         do {
             api = try apiSocket.map { try APIServer(socketPath: $0, routes: APIRoutes(machine: machine)) }

@@ -99,4 +99,18 @@ struct BalloonAPITests {
         #expect(result.status == 0, "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: socket), "the API socket is removed at exit")
     }
+
+    /// The API's event-loop thread must not take SIGTERM's default action: ebb stops in order.
+    @Test func sigtermWithTheAPIRunningStopsInOrder() throws {
+        try requireTestKernel()
+        let socket = FileManager.default.temporaryDirectory.appendingPathComponent("ebb-api-term-\(getpid()).sock").path
+        let ebb = try EbbProcess(["run", "--kernel", testKernelELF, "--api-socket", socket, "--cmdline", "ebb.scenario=spin"])
+        #expect(ebb.wait(seconds: 30) { $0.contains("spin: forever") })
+        #expect(try unixHTTP(socket, "GET", "/").status == 200)
+        ebb.signal(SIGTERM)
+        let result = ebb.finish(seconds: 20)
+        #expect(result.status == 128 + SIGTERM, "\(result.stderr)")
+        #expect(result.stderr.contains("stopped by signal 15"))
+        #expect(!FileManager.default.fileExists(atPath: socket))
+    }
 }
