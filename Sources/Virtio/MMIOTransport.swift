@@ -17,7 +17,6 @@ public final class VirtioMMIOTransport: BusDevice {
         var queueSelect: UInt32 = 0
         var queueConfigurations: [QueueConfiguration]
         var queues: [SplitQueue?]
-        var interruptStatus: UInt32 = 0
         var configGeneration: UInt32 = 0
         var brokenReason: String?
         var notificationsBeforeDriverOK: UInt64 = 0
@@ -31,6 +30,9 @@ public final class VirtioMMIOTransport: BusDevice {
     private let onBroken: @Sendable (String) -> Void
     private let onDriverReady: @Sendable (UInt64) -> Void
     private let state: Mutex<State>
+    /// InterruptStatus lives outside the lock: a driver polls it while the device works on a queue
+    /// (discarding reported memory can take milliseconds), and its vCPU must not wait for that.
+    private let interruptStatus = Atomic<UInt32>(0)
 
     /// `interrupt` raises the device's interrupt line; `onBroken` reports a device the guest broke;
     /// `onDriverReady` tells of each DRIVER_OK, with the negotiated features.
@@ -60,6 +62,10 @@ public final class VirtioMMIOTransport: BusDevice {
         }
         // Registers are 32-bit; other widths read as zero (virtio 1.2, 4.2.2.2).
         guard data.count == 4 else { data.storeLittleEndian(0); return }
+        if offset == VirtioMMIORegister.interruptStatus {
+            data.storeLittleEndian(UInt64(interruptStatus.load(ordering: .acquiring)))
+            return
+        }
         let value: UInt32 = state.withLock { state in
             switch offset {
             case VirtioMMIORegister.magicValue: return VirtioMMIORegister.magic
@@ -72,7 +78,6 @@ public final class VirtioMMIOTransport: BusDevice {
                 return Int(state.queueSelect) < state.queueConfigurations.count ? UInt32(device.maximumQueueSize) : 0
             case VirtioMMIORegister.queueReady:
                 return selectedQueue(state).map { $0.ready ? 1 : 0 } ?? 0
-            case VirtioMMIORegister.interruptStatus: return state.interruptStatus
             case VirtioMMIORegister.status: return state.status
             case VirtioMMIORegister.configGeneration: return state.configGeneration
             default: return 0
@@ -115,7 +120,7 @@ public final class VirtioMMIOTransport: BusDevice {
             case VirtioMMIORegister.queueReady:
                 brokenNow = setSelectedQueueReady(&state, value == 1)
             case VirtioMMIORegister.interruptACK:
-                state.interruptStatus &= ~value
+                interruptStatus.bitwiseAnd(~value, ordering: .acquiringAndReleasing)
             case VirtioMMIORegister.status:
                 let wasLive = state.isLive
                 brokenNow = writeStatus(&state, value)
@@ -166,7 +171,7 @@ public final class VirtioMMIOTransport: BusDevice {
             guard state.isLive else { return (false, nil) }
             do {
                 guard try work(&state) else { return (false, nil) }
-                state.interruptStatus |= VirtioInterrupt.usedBuffer
+                interruptStatus.bitwiseOr(VirtioInterrupt.usedBuffer, ordering: .acquiringAndReleasing)
                 return (true, nil)
             } catch {
                 return (false, markNeedsReset(&state, "\(error)"))
@@ -182,7 +187,7 @@ public final class VirtioMMIOTransport: BusDevice {
             change()
             state.configGeneration &+= 1
             guard state.status & VirtioStatus.driverOK != 0 else { return false }
-            state.interruptStatus |= VirtioInterrupt.configChange
+            interruptStatus.bitwiseOr(VirtioInterrupt.configChange, ordering: .acquiringAndReleasing)
             return true
         }
         if raise { interrupt() }
@@ -260,6 +265,7 @@ public final class VirtioMMIOTransport: BusDevice {
 
     private func resetLocked(_ state: inout State) {
         device.reset()
+        interruptStatus.store(0, ordering: .releasing)
         let count = device.queueCount(features: device.offeredFeatures)
         let (earlyNotifications, generation) = (state.notificationsBeforeDriverOK, state.configGeneration)
         defer { (state.notificationsBeforeDriverOK, state.configGeneration) = (earlyNotifications, generation) }
@@ -269,7 +275,7 @@ public final class VirtioMMIOTransport: BusDevice {
 
     private func markNeedsReset(_ state: inout State, _ reason: String) -> String {
         state.status |= VirtioStatus.deviceNeedsReset
-        state.interruptStatus |= VirtioInterrupt.configChange
+        interruptStatus.bitwiseOr(VirtioInterrupt.configChange, ordering: .acquiringAndReleasing)
         state.brokenReason = reason
         return reason
     }
