@@ -11,11 +11,12 @@ public struct GuestRAMLayout: Sendable, Equatable {
     /// RAM from 0 up to the hole, and the rest from 4 GiB up.
     public var regions: [GuestRange] {
         let below = min(memoryBytes, Layout.mmioHoleStart)
-        var ranges = [GuestRange(start: GuestAddress(0), length: below)!]
+        // Neither range can pass 2^64 for any size Machine accepts (at most the host's RAM).
+        var ranges = [GuestRange(start: GuestAddress(0), length: below)]
         if memoryBytes > below {
-            ranges.append(GuestRange(start: GuestAddress(Layout.ramAbove4GiBStart), length: memoryBytes - below)!)
+            ranges.append(GuestRange(start: GuestAddress(Layout.ramAbove4GiBStart), length: memoryBytes - below))
         }
-        return ranges
+        return ranges.compactMap { $0 }
     }
 
     /// The end of RAM below the hole: kernels, the initrd and boot data all live under it.
