@@ -48,6 +48,20 @@ static void scenario_virtio(const struct kernel_state *k)
 	balloon_print(true);
 }
 
+/* ---- mmio-latency: what one register read that exits to the VMM costs, as a polling driver pays it */
+
+static void scenario_mmio_latency(const struct kernel_state *k)
+{
+	if (!start(k, "mmio-latency", NULL))
+		return;
+	uint64_t reads = option_u64("ebb.reads", 2000);
+	uint64_t t0 = rdtsc();
+	for (uint64_t i = 0; i < reads; i++)
+		(void)vm_read32(&B.dev, VIRTIO_MMIO_INTERRUPT_STATUS);
+	uint64_t us = tsc_to_us(rdtsc() - t0);
+	kprintf("mmio-latency: %lu reads of InterruptStatus in %lu us, %lu ns each\n", reads, us, us * 1000 / (reads ? reads : 1));
+}
+
 /* ---- reclaim */
 
 static void scenario_reclaim(const struct kernel_state *k)
@@ -361,6 +375,7 @@ static void hostile_ring(const struct kernel_state *k) { hostile(k, HOSTILE_RING
 
 const struct scenario balloon_scenarios[] = {
 	{ "virtio", scenario_virtio },
+	{ "mmio-latency", scenario_mmio_latency },
 	{ "reclaim", scenario_reclaim },
 	{ "balloon", scenario_balloon },
 	{ "stats", scenario_stats },
