@@ -38,6 +38,7 @@ let package = Package(
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory"]),
         .testTarget(name: "APITests", dependencies: ["API"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "GuestMemory", "LinuxBoot"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMM"]),
     ]
 )
