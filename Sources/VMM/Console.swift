@@ -21,14 +21,11 @@ final class Console: @unchecked Sendable {
         self.onQuit = onQuit
     }
 
-    /// Whether the user typed Ctrl-A x.
-    static func isTerminal() -> Bool { isatty(STDIN_FILENO) == 1 }
-
     func start() throws {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw SystemError(operation: "pipe", errno: errno) }
         wakePipe = (fds[0], fds[1])
-        if Self.isTerminal() { TerminalMode.enterRaw() }
+        if isatty(STDIN_FILENO) == 1 { TerminalMode.enterRaw() }
         let (serial, onQuit, wake) = (self.serial, self.onQuit, wakePipe.read)
         thread = try OSThread(name: "ebb-console") { Self.pump(serial: serial, wake: wake, onQuit: onQuit) }
     }

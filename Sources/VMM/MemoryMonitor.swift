@@ -24,15 +24,15 @@ public final class MemoryMonitor: @unchecked Sendable {
 
     public func start() throws {
         running.store(true, ordering: .releasing)
-        let (interval, onSample) = (self.interval, self.onSample)
-        thread = try OSThread(name: "ebb-memmon") { [running = UnsafeSendable(self)] in
+        // The thread holds the monitor until `stop()` joins it.
+        thread = try OSThread(name: "ebb-memmon") { [self] in
             let started = ContinuousClock.now
+            let (seconds, attoseconds) = interval.components
             var peak: UInt64 = 0
-            while running.value.running.load(ordering: .acquiring) {
+            while running.load(ordering: .acquiring) {
                 let resident = currentResidentBytes()
                 peak = max(peak, resident)
                 onSample(Sample(residentBytes: resident, peakResidentBytes: peak, elapsed: ContinuousClock.now - started))
-                let (seconds, attoseconds) = interval.components
                 var pause = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
                 nanosleep(&pause, nil)
             }
@@ -44,12 +44,6 @@ public final class MemoryMonitor: @unchecked Sendable {
         thread?.join()
         thread = nil
     }
-}
-
-/// Lets a thread closure hold the monitor without copying its non-copyable atomic.
-private struct UnsafeSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }
 
 /// VmRSS from /proc/self/statm (cheap enough to read every few milliseconds).

@@ -159,6 +159,9 @@ struct Run: ParsableCommand {
         let memory = machine.sampleHostMemory()
         let unclaimed = machine.unclaimedAccesses
         report("\(exit); host RSS \(formatBytes(memory.residentBytes)) (peak \(formatBytes(memory.peakResidentBytes)), \(formatBytes(memory.overheadBytes)) outside guest RAM); unclaimed accesses: \(unclaimed.io) port, \(unclaimed.mmio) MMIO")
+        if machine.breakpointsInjectedCount > 0 {
+            report("int3 passed to the guest as #BP \(machine.breakpointsInjectedCount) time(s) (kvm_pvm cannot emulate it)")
+        }
         guard let counters = machine.balloonCounters else { return }
         var line = "memory: guest RAM \(formatBytes(machine.configuration.memoryBytes)); free page reporting: \(counters.reportedRanges) ranges, \(formatBytes(counters.reportedBytes)) reported, \(formatBytes(counters.discardedBytes)) discarded, \(counters.discardFailures) failures"
         if counters.inflatedPages + counters.deflatedPages > 0 {

@@ -23,8 +23,6 @@ static const int EBB_EFD_NONBLOCK = EFD_NONBLOCK;
 
 // madvise advice values, named here so Swift sees plain integers on every libc.
 static const int EBB_MADV_DONTNEED = MADV_DONTNEED;
-static const int EBB_MADV_REMOVE = MADV_REMOVE;
-static const int EBB_MADV_WILLNEED = MADV_WILLNEED;
 static const int EBB_MADV_HUGEPAGE = MADV_HUGEPAGE;
 static const int EBB_MAP_NORESERVE = MAP_NORESERVE;
 
@@ -65,6 +63,5 @@ static const unsigned long EBB_KVM_SET_LAPIC = KVM_SET_LAPIC;
 static const unsigned long EBB_KVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
 static const unsigned long EBB_KVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
 static const unsigned long EBB_KVM_TRANSLATE = KVM_TRANSLATE;
-static const unsigned long EBB_KVM_GET_MP_STATE = KVM_GET_MP_STATE;
 
 #endif
