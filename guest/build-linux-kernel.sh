@@ -46,15 +46,8 @@ say() { echo "$PROG: $*" >&2; }
 die() { echo "$PROG: error: $*" >&2; exit 1; }
 
 # --- packages -------------------------------------------------------------------
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo -n "$@"
-    else
-        die "need root for: $* (run as root or install the packages yourself)"
-    fi
-}
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/as-root.sh"
 
 apt_install() {
     local log

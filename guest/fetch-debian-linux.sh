@@ -54,15 +54,8 @@ run() {
     fi
 }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo -n "$@"
-    else
-        die "need root for: $* (run as root or install the packages yourself)"
-    fi
-}
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/as-root.sh"
 
 APT_UPDATED=0
 apt_update() {
