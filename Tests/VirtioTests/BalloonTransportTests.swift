@@ -116,6 +116,7 @@ let reportingFeatures = VirtioFeature.version1 | BalloonFeature.reporting
         #expect(counters.reportedRanges == 2)
         #expect(counters.reportedBytes == 4 << 20)
         #expect(counters.discardedBytes == 4 << 20)
+        #expect(counters.reportDiscardCalls == 1)   // the two blocks are contiguous
         #expect(counters.firstReportAt != nil)
         #expect(try memory.load(UInt64.self, at: GuestAddress(9 << 20)) == 0)
         #expect(try reporting.usedIndex() == 1)
@@ -123,6 +124,35 @@ let reportingFeatures = VirtioFeature.version1 | BalloonFeature.reporting
         #expect(fixture.transport.read32(VirtioMMIORegister.interruptStatus) == VirtioInterrupt.usedBuffer)
         fixture.transport.write32(VirtioMMIORegister.interruptACK, VirtioInterrupt.usedBuffer)
         #expect(fixture.transport.read32(VirtioMMIORegister.interruptStatus) == 0)
+    }
+
+    @Test func onlyContiguousBlocksShareADiscard() throws {
+        let fixture = try BalloonFixture()
+        let memory = fixture.memory
+        #expect(fixture.negotiate(reportingFeatures))
+        var reporting = TestDriver(memory: memory, size: 32, base: 0x10000)
+        fixture.setUpQueue(2, reporting)
+        fixture.driverOK()
+        try memory.write([UInt8](repeating: 0x5a, count: 16 << 20), at: GuestAddress(8 << 20))
+        // 8-10 and 10-12 MiB touch; 16-18 MiB stands apart; 12-16 MiB is not reported.
+        let blocks: [UInt64] = [8 << 20, 10 << 20, 16 << 20]
+        for (index, address) in blocks.enumerated() {
+            let last = index == blocks.count - 1
+            try reporting.setDescriptor(UInt16(index), address: address, length: 2 << 20,
+                                        flags: last ? 2 : 1 | 2, next: last ? 0 : UInt16(index + 1))
+        }
+        try reporting.makeAvailable(0)
+        fixture.transport.notify(queue: 2)
+        let counters = fixture.counters
+        #expect(counters.reportedRanges == 3)
+        #expect(counters.reportDiscardCalls == 2)
+        #expect(counters.discardedBytes == 6 << 20)
+        for address: UInt64 in [8 << 20, (12 << 20) - 8, 16 << 20, (18 << 20) - 8] {
+            #expect(try memory.load(UInt64.self, at: GuestAddress(address)) == 0)
+        }
+        for address: UInt64 in [12 << 20, (16 << 20) - 8, 18 << 20] {
+            #expect(try memory.load(UInt64.self, at: GuestAddress(address)) == 0x5a5a_5a5a_5a5a_5a5a)
+        }
     }
 
     @Test func aMalformedQueueNeedsResetAndAResetRecovers() throws {

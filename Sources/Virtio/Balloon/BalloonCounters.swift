@@ -6,6 +6,8 @@ public struct BalloonCounters: Sendable, Equatable {
     public var discardedBytes: UInt64 = 0
     /// Bytes discarded because the guest put them in the balloon (inflate).
     public var inflateDiscardedBytes: UInt64 = 0
+    /// `madvise` calls made for reports: contiguous reported blocks share one.
+    public var reportDiscardCalls: UInt64 = 0
     /// Discards `madvise` refused (counted, never fatal).
     public var discardFailures: UInt64 = 0
     /// Reported ranges not aligned to host pages (only their whole pages were discarded).
