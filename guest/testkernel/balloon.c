@@ -24,6 +24,10 @@ static const struct kernel_state *K;
 static const char *tag_name = "virtio";
 static uint8_t queue_mem[QUEUE_PAGES][4096] __attribute__((aligned(4096)));
 static bool print_refills;
+/* ebb.timeout, read once: at CPL0 every instruction is emulated on kvm_pvm hosts, and scanning
+ * the command line for each request would cost the same guest more under a VMM that passes a
+ * longer one. */
+static uint64_t used_ms;
 
 void balloon_setup(const struct kernel_state *k, const char *tag)
 {
@@ -32,6 +36,7 @@ void balloon_setup(const struct kernel_state *k, const char *tag)
 	tsc_init(k->boot->cmdline);
 	kprintf("tsc: %lu kHz from %s\n", tsc_khz(), tsc_source());
 	print_refills = strcmp(tag, "stats") == 0;
+	used_ms = option_u64("ebb.timeout", BALLOON_USED_MS_DEFAULT / 1000) * 1000;
 }
 
 const char *balloon_tag(void)
@@ -52,7 +57,7 @@ uint64_t option_u64(const char *key, uint64_t def)
 
 uint64_t used_budget_ms(void)
 {
-	return option_u64("ebb.timeout", BALLOON_USED_MS_DEFAULT / 1000) * 1000;
+	return used_ms;
 }
 
 bool balloon_find(void)
