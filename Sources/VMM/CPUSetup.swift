@@ -1,5 +1,6 @@
 import CKVM
 import KVM
+import LinuxBoot
 
 /// Per-vCPU state every vCPU needs before it first runs: CPUID, MSRs, FPU and the local APIC's
 /// legacy interrupt pins. The boot vCPU additionally gets `BootRegisters`.
@@ -83,6 +84,15 @@ struct CPUSetup {
             }
             return entry
         }
+    }
+
+    /// The MP table for these vCPUs, with the APIC ids, IOAPIC and signature the MADT and CPUID give.
+    func mpTable() -> MPTable {
+        let features = supportedCPUID.first { $0.function == CPUIDLeaf.features && $0.index == 0 }
+        return MPTable(localAPICAddress: UInt32(Layout.localAPICAddress),
+                       apicIDs: (0..<cpuCount).map { UInt8($0) },
+                       ioAPIC: (id: UInt8(cpuCount), address: UInt32(Layout.ioAPICAddress)),
+                       cpuSignature: features?.eax ?? 0, cpuFeatures: features?.edx ?? 0)
     }
 
     /// LINT0 delivers the 8259's interrupts (ExtINT), LINT1 the NMI: the wiring of a PC, which

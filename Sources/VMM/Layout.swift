@@ -8,7 +8,8 @@
 /// 0x0000_9000  PML4, PDPT, 4 page directories: identity map of the first 4 GiB (64-bit entry)
 /// 0x0002_0000  kernel command line (one page)
 /// 0x000a_0000  legacy VGA/BIOS hole, reserved
-/// 0x000e_0000  ACPI tables, RSDP first (where a BIOS-area scan looks too), up to 1 MiB
+/// 0x000e_0000  ACPI tables, RSDP first (where a BIOS-area scan looks too), 64 KiB at most
+/// 0x000f_0000  MP table (floating pointer first, where Linux's scan of the BIOS area starts)
 /// 0x0010_0000  kernel (bzImage protected-mode part; ELF kernels at their own p_paddr) and RAM
 /// 0xc000_0000  32-bit MMIO hole: virtio-mmio windows, IOAPIC, local APIC, KVM's TSS
 /// 0x1_0000_0000  RAM above 4 GiB for guests larger than 3 GiB
@@ -30,7 +31,8 @@ public enum Layout {
     /// RAM below the legacy hole: 640 KiB.
     public static let lowRAMEnd: UInt64 = 0xa_0000
     public static let acpiTablesAddress: UInt64 = 0xe_0000
-    public static let acpiTablesLimitBytes: UInt64 = 0x2_0000
+    public static let acpiTablesLimitBytes: UInt64 = 0x1_0000
+    public static let mpTableAddress: UInt64 = 0xf_0000
     /// The start of "high" memory, where kernels load.
     public static let highMemoryStart: UInt64 = 0x10_0000
     public static let bzImageLoadAddress: UInt64 = 0x10_0000

@@ -99,6 +99,7 @@ public final class Machine: @unchecked Sendable {
             .load(kernel: kernel, commandLine: commandLine, initrd: initrd, rsdpAddress: tables.rsdpAddress)
 
         let setup = CPUSetup(supportedCPUID: try kvm.supportedCPUID(), cpuCount: configuration.cpuCount)
+        try memory.write(setup.mpTable().bytes(at: UInt32(Layout.mpTableAddress)), at: GuestAddress(Layout.mpTableAddress))
         var vcpus: [VCPU] = []
         for id in 0..<UInt32(configuration.cpuCount) {
             let vcpu = try vm.createVCPU(id: id)
