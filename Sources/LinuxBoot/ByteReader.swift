@@ -45,3 +45,8 @@ struct ByteWriter {
         for (index, byte) in source.enumerated() { bytes[offset + index] = byte }
     }
 }
+
+/// `value`'s bytes, least significant first: its width is its type's (UInt16: 2 bytes).
+func littleEndianBytes<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+    withUnsafeBytes(of: value.littleEndian) { Array($0) }
+}

@@ -50,7 +50,7 @@ public struct MPTable: Sendable {
     /// Bytes of the floating pointer followed by the configuration table, for `address`.
     public func bytes(at address: UInt32) -> [UInt8] {
         var pointer: [UInt8] = Array("_MP_".utf8)
-        pointer += le(address + UInt32(Self.floatingPointerBytes), 4)   // the configuration table follows
+        pointer += littleEndianBytes(address + UInt32(Self.floatingPointerBytes))   // the configuration table follows
         pointer += [1, Self.specificationRevision, 0]                   // length in 16-byte units, revision, checksum
         pointer += [0, 0, 0, 0, 0]                                      // feature bytes: a table is present, no IMCR
         pointer[10] = checksum(pointer)
@@ -64,12 +64,12 @@ public struct MPTable: Sendable {
 
         for (index, apicID) in apicIDs.enumerated() {
             let flags: UInt8 = index == 0 ? 0b11 : 0b01   // enabled; the first is the boot processor
-            add([EntryType.processor, apicID, Self.localAPICVersion, flags] + le(cpuSignature, 4) + le(cpuFeatures, 4)
+            add([EntryType.processor, apicID, Self.localAPICVersion, flags] + littleEndianBytes(cpuSignature) + littleEndianBytes(cpuFeatures)
                 + [UInt8](repeating: 0, count: 8))
         }
         let isaBus: UInt8 = 0
         add([EntryType.bus, isaBus] + Array("ISA   ".utf8))
-        add([EntryType.ioAPIC, ioAPIC.id, Self.ioAPICVersion, 1] + le(ioAPIC.address, 4))
+        add([EntryType.ioAPIC, ioAPIC.id, Self.ioAPICVersion, 1] + littleEndianBytes(ioAPIC.address))
         // Flags 0: polarity and trigger conform to the bus (ISA: edge, active high).
         func ioInterrupt(_ type: UInt8, irq: UInt8, pin: UInt8) -> [UInt8] {
             [EntryType.ioInterrupt, type, 0, 0, isaBus, irq, ioAPIC.id, pin]
@@ -84,11 +84,11 @@ public struct MPTable: Sendable {
         add([EntryType.localInterrupt, InterruptType.nmi, 0, 0, isaBus, 0, allProcessors, 1])
 
         var header: [UInt8] = Array("PCMP".utf8)
-        header += le(UInt32(Self.headerBytes + entries.count), 2) + [Self.specificationRevision, 0]
+        header += littleEndianBytes(UInt16(Self.headerBytes + entries.count)) + [Self.specificationRevision, 0]
         header += Array("EBBVMM  ".utf8) + Array("EBB MACHINE ".utf8)   // OEM id (8), product id (12)
-        header += le(0, 4) + le(0, 2)                                     // no OEM table
-        header += le(UInt32(count), 2) + le(localAPICAddress, 4)
-        header += le(0, 2) + [0, 0]                                       // no extended entries
+        header += littleEndianBytes(UInt32(0)) + littleEndianBytes(UInt16(0))   // no OEM table
+        header += littleEndianBytes(UInt16(count)) + littleEndianBytes(localAPICAddress)
+        header += littleEndianBytes(UInt16(0)) + [0, 0]   // no extended entries
         var table = header + entries
         table[7] = checksum(table)
         return table
@@ -97,9 +97,5 @@ public struct MPTable: Sendable {
     /// The byte that makes `bytes` sum to zero (its own slot must hold 0).
     func checksum(_ bytes: [UInt8]) -> UInt8 {
         0 &- bytes.reduce(0, &+)
-    }
-
-    private func le(_ value: UInt32, _ count: Int) -> [UInt8] {
-        (0..<count).map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) }
     }
 }
