@@ -3,7 +3,8 @@ import Virtio
 import VMM
 
 /// What the API can see and change of a running machine; `Machine` provides it, tests fake it.
-public protocol BalloonControl: Sendable {
+public protocol MachineControl: Sendable {
+    var configuration: MachineConfiguration { get }
     var balloonCounters: BalloonCounters? { get }
     var balloonActualBytes: UInt64? { get }
     var balloonTargetBytes: UInt64? { get }
@@ -11,7 +12,7 @@ public protocol BalloonControl: Sendable {
     func setBalloonTarget(bytes: UInt64)
 }
 
-extension Machine: BalloonControl {
+extension Machine: MachineControl {
     public var balloonOptions: BalloonDevice.Options? { configuration.balloon }
 }
 
@@ -37,16 +38,18 @@ public struct APIResponse: Equatable, Sendable {
 }
 
 /// The routes, following Firecracker's API where it has one: `GET/PATCH /balloon`,
-/// `GET /balloon/statistics`, and `GET /` for instance information.
+/// `GET /balloon/statistics`, `GET /machine-config`, and `GET /` for instance information.
 public struct APIRoutes: Sendable {
-    let machine: any BalloonControl
+    let machine: any MachineControl
     static let mebibyte: UInt64 = 1 << 20
     /// Request bodies larger than this are refused before parsing.
     public static let maximumBodyBytes = 64 * 1024
 
-    public init(machine: any BalloonControl) { self.machine = machine }
+    public init(machine: any MachineControl) { self.machine = machine }
 
     struct InstanceInfo: Encodable { let id: String; let state: String; let vmm_version: String; let app_name: String }
+    /// Firecracker's machine configuration fields that mean the same in Ebb.
+    struct MachineConfig: Encodable { let vcpu_count: Int; let mem_size_mib: UInt64; let smt: Bool; let track_dirty_pages: Bool }
     struct BalloonConfig: Codable { let amount_mib: UInt64; let deflate_on_oom: Bool?; let stats_polling_interval_s: Int? }
     struct BalloonUpdate: Decodable { let amount_mib: UInt64 }
     struct BalloonStatistics: Encodable {
@@ -62,6 +65,12 @@ public struct APIRoutes: Sendable {
         switch (method, path) {
         case ("GET", "/"):
             return .json(InstanceInfo(id: "ebb", state: "Running", vmm_version: "0.1.0", app_name: "ebb"))
+        case ("GET", "/machine-config"):
+            let configuration = machine.configuration
+            return .json(MachineConfig(vcpu_count: configuration.cpuCount, mem_size_mib: configuration.memoryBytes / Self.mebibyte,
+                                       smt: false, track_dirty_pages: false))
+        case ("PUT", "/machine-config"), ("PATCH", "/machine-config"):
+            return .error(400, "the machine is configured on ebb's command line before it boots; it cannot change while it runs")
         case ("GET", "/balloon"):
             guard let options = machine.balloonOptions else { return .error(400, "no balloon device: start ebb with --balloon on") }
             let interval = options.statisticsInterval.map { Int($0.components.seconds) }
@@ -92,7 +101,7 @@ public struct APIRoutes: Sendable {
                 free_memory: stat(.freeMemory), total_memory: stat(.totalMemory), available_memory: stat(.availableMemory),
                 disk_caches: stat(.diskCaches), swap_in: stat(.swapIn), swap_out: stat(.swapOut),
                 major_faults: stat(.majorFaults), minor_faults: stat(.minorFaults)))
-        case (_, "/"), (_, "/balloon"), (_, "/balloon/statistics"):
+        case (_, "/"), (_, "/balloon"), (_, "/balloon/statistics"), (_, "/machine-config"):
             return .error(405, "\(method) is not allowed on \(path)")
         default:
             return .error(404, "no such resource: \(path)")

@@ -1,10 +1,12 @@
 import Synchronization
 import Testing
 import Virtio
+import VMM
 @testable import API
 
 /// A balloon whose target the routes can set, with no VM behind it.
-final class FakeBalloon: BalloonControl, Sendable {
+final class FakeBalloon: MachineControl, Sendable {
+    let configuration = MachineConfiguration(kernelPath: "/boot/vmlinux", memoryBytes: 768 << 20, cpuCount: 2)
     private let target = Mutex<UInt64>(0)
     let balloonOptions: BalloonDevice.Options? = BalloonDevice.Options(statisticsInterval: .seconds(2))
     var balloonCounters: BalloonCounters? {
@@ -28,6 +30,15 @@ final class FakeBalloon: BalloonControl, Sendable {
         let response = routes.handle(method: "GET", path: "/balloon", body: [])
         #expect(response.status == 200)
         #expect(response.body == #"{"amount_mib":256,"deflate_on_oom":true,"stats_polling_interval_s":2}"#)
+    }
+
+    @Test func machineConfigFollowsFirecrackersShapeAndIsReadOnly() {
+        let response = routes.handle(method: "GET", path: "/machine-config", body: [])
+        #expect(response.status == 200)
+        #expect(response.body == #"{"mem_size_mib":768,"smt":false,"track_dirty_pages":false,"vcpu_count":2}"#)
+        let change = routes.handle(method: "PUT", path: "/machine-config", body: Array(#"{"vcpu_count": 4}"#.utf8))
+        #expect(change.status == 400 && change.body.contains("fault_message"))
+        #expect(routes.handle(method: "DELETE", path: "/machine-config", body: []).status == 405)
     }
 
     @Test func statisticsIncludeReportsAndGuestValues() {

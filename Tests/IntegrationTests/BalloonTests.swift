@@ -107,6 +107,8 @@ struct BalloonAPITests {
         let ebb = try EbbProcess(["run", "--kernel", testKernelELF, "--api-socket", socket, "--cmdline", "ebb.scenario=spin"])
         #expect(ebb.wait(seconds: 30) { $0.contains("spin: forever") })
         #expect(try unixHTTP(socket, "GET", "/").status == 200)
+        let machine = try unixHTTP(socket, "GET", "/machine-config")
+        #expect(machine.status == 200 && machine.body.contains(#""mem_size_mib":512"#) && machine.body.contains(#""vcpu_count":1"#), "\(machine)")
         ebb.signal(SIGTERM)
         let result = ebb.finish(seconds: 20)
         #expect(result.status == 128 + SIGTERM, "\(result.stderr)")
