@@ -67,8 +67,9 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
 
     public func readConfig(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
         var config = [UInt8](repeating: 0, count: Self.configBytes)
-        for (index, value) in [targetPages, actualPages].enumerated() {
-            for byte in 0..<4 { config[index * 4 + byte] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(byte))) }
+        config.withUnsafeMutableBytes { bytes in
+            UnsafeMutableRawBufferPointer(rebasing: bytes[0..<4]).storeLittleEndian(UInt64(targetPages))
+            UnsafeMutableRawBufferPointer(rebasing: bytes[4..<8]).storeLittleEndian(UInt64(actualPages))
         }
         for index in data.indices {
             let position = Int(offset) + index
@@ -88,9 +89,9 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
         while let chain = try queue.popChain(memory: memory) {
             switch roles[queueIndex] {
             case .inflate:
-                try forEachPFN(in: chain, memory: memory) { inflate(run: $0, memory: memory) }
+                try forEachPFNRun(in: chain, memory: memory) { inflate($0, memory: memory) }
             case .deflate:
-                try forEachPFN(in: chain, memory: memory) { counters.deflatedPages += $0.pages }
+                try forEachPFNRun(in: chain, memory: memory) { counters.deflatedPages += $0.length / BalloonLimits.pageBytes }
             case .stats:
                 try readStatistics(chain, memory: memory)
                 // Keep the buffer: returning it is how Ebb asks for the next update.
@@ -120,11 +121,10 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
 
     /// Each reported buffer is one free block of guest-physical memory: give its pages back.
     /// Blocks that follow each other in guest memory (as a guest freeing a large region reports
-    /// them) are discarded with one `madvise`: each call costs KVM an invalidation of the guest's
-    /// mappings and a TLB flush on every vCPU, whatever its length.
+    /// them) share one discard (see `ContiguousRuns`).
     private func report(_ chain: DescriptorChain, memory: GuestMemory) {
         if counters.firstReportAt == nil { counters.firstReportAt = ContinuousClock.now }
-        var run: GuestRange?
+        var runs = ContiguousRuns()
         for descriptor in chain.descriptors where descriptor.length > 0 {
             // The queue already checked that the range lies in guest RAM.
             guard let range = GuestRange(start: descriptor.address, length: UInt64(descriptor.length)) else { continue }
@@ -133,16 +133,9 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
             if range.start.value % memory.pageSizeBytes != 0 || range.length % memory.pageSizeBytes != 0 {
                 counters.unalignedRanges += 1
             }
-            if let current = run, current.end == range.start.value,
-               let longer = GuestRange(start: current.start, length: current.length + range.length),
-               memory.region(containing: longer) != nil {
-                run = longer
-                continue
-            }
-            if let current = run { discardReported(current, memory: memory) }
-            run = range
+            if let finished = runs.add(range, memory: memory) { discardReported(finished, memory: memory) }
         }
-        if let current = run { discardReported(current, memory: memory) }
+        if let last = runs.pending { discardReported(last, memory: memory) }
     }
 
     private func discardReported(_ range: GuestRange, memory: GuestMemory) {
@@ -150,10 +143,9 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
         counters.discardedBytes += discard(range, memory: memory)
     }
 
-    private func inflate(run: PFNRun, memory: GuestMemory) {
-        counters.inflatedPages += run.pages
-        guard let range = GuestRange(start: GuestAddress(run.firstPFN << 12), length: run.pages * BalloonLimits.pageBytes) else { return }
-        counters.inflateDiscardedBytes += discard(range, memory: memory)
+    private func inflate(_ run: GuestRange, memory: GuestMemory) {
+        counters.inflatedPages += run.length / BalloonLimits.pageBytes
+        counters.inflateDiscardedBytes += discard(run, memory: memory)
     }
 
     /// A failed discard is counted, never fatal: the memory simply stays resident.
@@ -166,12 +158,10 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
         }
     }
 
-    struct PFNRun { var firstPFN: UInt64; var pages: UInt64 }
-
     /// Reads the PFN arrays of an inflate/deflate chain and hands over runs of consecutive valid
     /// frames (one `madvise` per run instead of per page). Frames outside RAM are counted, skipped.
-    private func forEachPFN(in chain: DescriptorChain, memory: GuestMemory, _ body: (PFNRun) -> Void) throws(QueueError) {
-        var run: PFNRun?
+    private func forEachPFNRun(in chain: DescriptorChain, memory: GuestMemory, _ body: (GuestRange) -> Void) throws(QueueError) {
+        var runs = ContiguousRuns()
         var bytesSeen = 0
         for descriptor in chain.descriptors {
             guard !descriptor.isDeviceWritable else { throw .wrongDirection("balloon PFN buffer is device-writable") }
@@ -182,20 +172,16 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
                 throw .bufferOutsideRAM(address: descriptor.address.value, length: descriptor.length)
             }
             for offset in stride(from: 0, to: bytes.count, by: 4) {
-                let pfn = UInt64(bytes[offset]) | UInt64(bytes[offset + 1]) << 8 | UInt64(bytes[offset + 2]) << 16 | UInt64(bytes[offset + 3]) << 24
-                guard memory.contains(GuestAddress(pfn << 12), length: BalloonLimits.pageBytes) else {
+                let pfn = littleEndian(bytes[offset..<offset + 4])
+                guard let page = GuestRange(start: GuestAddress(pfn << 12), length: BalloonLimits.pageBytes),
+                      memory.region(containing: page) != nil else {
                     counters.invalidPFNs += 1
                     continue
                 }
-                if let current = run, current.firstPFN + current.pages == pfn {
-                    run?.pages += 1
-                } else {
-                    if let current = run { body(current) }
-                    run = PFNRun(firstPFN: pfn, pages: 1)
-                }
+                if let finished = runs.add(page, memory: memory) { body(finished) }
             }
         }
-        if let current = run { body(current) }
+        if let last = runs.pending { body(last) }
     }
 
     private func readStatistics(_ chain: DescriptorChain, memory: GuestMemory) throws(QueueError) {
@@ -211,10 +197,34 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
         }
         // Packed entries: le16 tag, le64 value.
         for offset in stride(from: 0, to: bytes.count - bytes.count % 10, by: 10) {
-            let tag = UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
-            let value = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[offset + 2 + $1]) << (8 * UInt64($1)) }
-            counters.guestStatistics[tag] = value
+            let tag = UInt16(littleEndian(bytes[offset..<offset + 2]))
+            counters.guestStatistics[tag] = littleEndian(bytes[offset + 2..<offset + 10])
         }
         counters.statisticsUpdates += 1
+    }
+}
+
+/// Up to 8 bytes read from guest memory as a little-endian integer.
+private func littleEndian(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+    bytes.withUnsafeBytes { $0.littleEndianValue }
+}
+
+/// Joins ranges that follow each other in guest memory, within one RAM region, so that each run
+/// costs one `madvise`: each call makes KVM invalidate the guest's mappings and flush every
+/// vCPU's TLB, whatever its length.
+struct ContiguousRuns {
+    /// The run being extended; the caller finishes it after the last `add`.
+    private(set) var pending: GuestRange?
+
+    /// Extends the pending run with `range`, or starts a new one and returns the run it ended.
+    mutating func add(_ range: GuestRange, memory: GuestMemory) -> GuestRange? {
+        if let current = pending, current.end == range.start.value,
+           let longer = GuestRange(start: current.start, length: current.length + range.length),
+           memory.region(containing: longer) != nil {
+            pending = longer
+            return nil
+        }
+        defer { pending = range }
+        return pending
     }
 }
