@@ -52,8 +52,7 @@ public final class GuestMemory: @unchecked Sendable {
         // or "never") only costs speed.
         if hugePages { _ = madvise(pointer, Int(total), EBB_MADV_HUGEPAGE) }
         if prefault {
-            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-            for offset in stride(from: 0, to: Int(total), by: page) {
+            for offset in stride(from: 0, to: Int(total), by: Int(page)) {
                 pointer.storeBytes(of: 0, toByteOffset: offset, as: UInt8.self)
             }
         }

@@ -11,8 +11,7 @@ struct DeviceManager {
     let ioBus: Bus
     let mmioBus: Bus
     let acpiDevices: [ACPIDevice]
-    let balloon: BalloonDevice?
-    let balloonTransport: VirtioMMIOTransport?
+    let balloon: (device: BalloonDevice, transport: VirtioMMIOTransport)?
     let eventLoops: [VirtioEventLoop]
 
     init(vm: VirtualMachine, memory: GuestMemory, balloonOptions: BalloonDevice.Options?,
@@ -42,11 +41,9 @@ struct DeviceManager {
             mmioWindows.append(.init(base: Self.virtioAddress(slot: 0), length: VirtioMMIORegister.windowLength, device: transport))
             acpiDevices.append(Self.virtioACPIDevice(slot: 0))
             eventLoops.append(loop)
-            self.balloon = balloon
-            self.balloonTransport = transport
+            self.balloon = (balloon, transport)
         } else {
             self.balloon = nil
-            self.balloonTransport = nil
         }
         mmioBus = try Bus(name: "MMIO", windows: mmioWindows)
         self.acpiDevices = acpiDevices

@@ -81,7 +81,7 @@ public final class Machine: @unchecked Sendable {
         ioBus = devices.ioBus
         mmioBus = devices.mmioBus
         serial = devices.serial
-        balloon = devices.balloon.flatMap { device in devices.balloonTransport.map { (device, $0) } }
+        balloon = devices.balloon
         eventLoops = devices.eventLoops
 
         let tables = devices.acpiTables(cpuCount: configuration.cpuCount)

@@ -21,9 +21,7 @@ extension Machine {
         guard let balloon else { return nil }
         return balloon.transport.withDevice { UInt64(balloon.device.actualPages) * BalloonLimits.pageBytes }
     }
-}
 
-extension Machine {
     /// The balloon's current target (num_pages), in bytes.
     public var balloonTargetBytes: UInt64? {
         guard let balloon else { return nil }

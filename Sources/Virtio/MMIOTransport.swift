@@ -22,6 +22,12 @@ public final class VirtioMMIOTransport: BusDevice {
         var notificationsBeforeDriverOK: UInt64 = 0
 
         var isLive: Bool { status & VirtioStatus.driverOK != 0 && status & VirtioStatus.deviceNeedsReset == 0 }
+
+        /// A device as reset leaves it: `count` queues of `size` entries, none ready.
+        init(queueCount count: Int, queueSize size: UInt16) {
+            queueConfigurations = Array(repeating: QueueConfiguration(size: size), count: count)
+            queues = Array(repeating: nil, count: count)
+        }
     }
 
     public let device: any VirtioDevice
@@ -43,9 +49,7 @@ public final class VirtioMMIOTransport: BusDevice {
         self.interrupt = interrupt
         self.onBroken = onBroken
         self.onDriverReady = onDriverReady
-        let count = device.queueCount(features: device.offeredFeatures)
-        state = Mutex(State(queueConfigurations: Array(repeating: QueueConfiguration(size: device.maximumQueueSize), count: count),
-                            queues: Array(repeating: nil, count: count)))
+        state = Mutex(State(queueCount: device.queueCount(features: device.offeredFeatures), queueSize: device.maximumQueueSize))
     }
 
     /// Why the device is in DEVICE_NEEDS_RESET, if it is.
@@ -258,19 +262,18 @@ public final class VirtioMMIOTransport: BusDevice {
             state.queueConfigurations.removeLast(current - count)
             state.queues.removeLast(current - count)
         } else if count > current {
-            state.queueConfigurations += Array(repeating: QueueConfiguration(size: device.maximumQueueSize), count: count - current)
-            state.queues += Array(repeating: nil, count: count - current)
+            let added = State(queueCount: count - current, queueSize: device.maximumQueueSize)
+            state.queueConfigurations += added.queueConfigurations
+            state.queues += added.queues
         }
     }
 
     private func resetLocked(_ state: inout State) {
         device.reset()
         interruptStatus.store(0, ordering: .releasing)
-        let count = device.queueCount(features: device.offeredFeatures)
         let (earlyNotifications, generation) = (state.notificationsBeforeDriverOK, state.configGeneration)
         defer { (state.notificationsBeforeDriverOK, state.configGeneration) = (earlyNotifications, generation) }
-        state = State(queueConfigurations: Array(repeating: QueueConfiguration(size: device.maximumQueueSize), count: count),
-                      queues: Array(repeating: nil, count: count))
+        state = State(queueCount: device.queueCount(features: device.offeredFeatures), queueSize: device.maximumQueueSize)
     }
 
     private func markNeedsReset(_ state: inout State, _ reason: String) -> String {

@@ -63,7 +63,7 @@ struct Run: ParsableCommand {
     @Option(help: "On kvm_pvm hosts, add the kernel options Linux needs there (on|off).")
     var hostKernelOptions: Switch = .on
 
-    @Option(help: "Serve the control API (Firecracker's conventions: GET/PATCH /balloon, GET /balloon/statistics) on this Unix socket.")
+    @Option(help: "Serve the control API (Firecracker's conventions: GET/PATCH /balloon, GET /balloon/statistics, GET /machine-config) on this Unix socket.")
     var apiSocket: String?
 
     @Flag(inversion: .prefixedNo, help: "Print host memory as it changes (default: on for the demo).")
@@ -125,16 +125,11 @@ struct Run: ParsableCommand {
         }
         let progress = (memoryProgress ?? isDemo) ? MemoryProgress(machine: machine) : nil
         try progress?.start()
-        let exit: MachineExit
-        do {
-            exit = try machine.run()
-        } catch {
-            progress?.stop()
-            api?.stop()
-            fail("\(error)")
-        }
+        let outcome = Result { try machine.run() }
         progress?.stop()
         api?.stop()
+        let exit: MachineExit
+        do { exit = try outcome.get() } catch { fail("\(error)") }
         printSummary(machine: machine, exit: exit)
         throw ExitCode(exit.exitCode)
     }
