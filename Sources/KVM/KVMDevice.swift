@@ -71,11 +71,6 @@ public final class KVMDevice: Sendable {
         return VirtualMachine(fd: FileDescriptor(raw: raw), runMmapSize: try vcpuMmapSize())
     }
 
-    /// True on kvm_pvm, the nested pagetable-based KVM of Ebb's CI hosts, where guest kernel code is
-    /// emulated and unmodified kernels run slowly or stop (see the README).
-    public static var isPagetableVirtualMachine: Bool {
-        access("/sys/module/kvm_pvm", F_OK) == 0
-    }
 }
 
 /// The variable-length `struct kvm_cpuid2` as a raw buffer, since Swift cannot declare a flexible array.

@@ -8,7 +8,7 @@ struct CPUSetup {
     let supportedCPUID: [kvm_cpuid_entry2]
     let cpuCount: Int
     /// Hide paravirtual features this host's KVM cannot deliver (see `hiddenPVFeatures`).
-    var hidePVSendIPI = KVMDevice.isPagetableVirtualMachine
+    var hidePVSendIPI = HostProfile.current.hidesPVIPIs
 
     enum CPUIDLeaf {
         static let features: UInt32 = 0x1

@@ -6,7 +6,7 @@ import KVM
 enum HostKernelOptions {
     /// The options for this host, or an empty list when none are needed.
     static func options(tscKHz: UInt32?) -> [String] {
-        guard KVMDevice.isPagetableVirtualMachine else { return [] }
+        guard HostProfile.current.needsGuestKernelOptions else { return [] }
         var options = [
             "noxsave",                    // else xrstor stops the vCPU
             "clearcpuid=popcnt,smap",     // else popcnt and clac stop the vCPU

@@ -52,7 +52,7 @@ struct VCPURunner {
                 default: machine.requestStop(.tripleFault(vcpu: vcpu.id))
                 }
             case let .internalError(suberror, data, instruction):
-                if suberror == Self.emulationFailure, handleBreakpoint(instruction: instruction) { continue }
+                if suberror == Self.emulationFailure, HostProfile.current.emulatesBreakpoints, handleBreakpoint(instruction: instruction) { continue }
                 machine.requestStop(.vcpuFault(vcpu: vcpu.id, reason: describeInternalError(suberror: suberror, data: data, instruction: instruction)))
             case .halt, .failedEntry, .unhandled:
                 machine.requestStop(.vcpuFault(vcpu: vcpu.id, reason: "unexpected exit: \(exit)"))
@@ -100,7 +100,7 @@ struct VCPURunner {
         let what = suberror == Self.emulationFailure ? "KVM could not emulate an instruction" : "KVM internal error, suberror \(suberror)"
         var text = "\(what) at RIP \(rip), bytes [\(hex)]"
         if !data.isEmpty { text += ", data [\(data.map { "0x" + String($0, radix: 16) }.joined(separator: " "))]" }
-        if KVMDevice.isPagetableVirtualMachine {
+        if HostProfile.current == .pagetableVirtualization {
             text += " (this host's kvm_pvm emulates guest kernel code and cannot run some instructions: see the README)"
         }
         return text

@@ -109,9 +109,7 @@ struct Run: ParsableCommand {
         } catch {
             fail("\(error)")
         }
-        if KVMDevice.isPagetableVirtualMachine {
-            report("this host's KVM is kvm_pvm (nested, no VT-x/AMD-V): guest kernel code is emulated, so unmodified kernels run slowly or not at all")
-        }
+        report("host profile: \(HostProfile.current.description)")
         if !machine.addedKernelOptions.isEmpty {
             report("added kernel options for kvm_pvm: \(machine.addedKernelOptions.joined(separator: " ")) (--host-kernel-options off to leave them out)")
         }
