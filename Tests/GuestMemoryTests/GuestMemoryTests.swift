@@ -62,4 +62,49 @@ import Testing
             try memory.discard(GuestRange(start: GuestAddress(15 * page), length: 2 * page)!)
         }
     }
+
+    /// KVM can map a guest 2 MiB block with a host huge page only if both share their offset within
+    /// 2 MiB. Sizes that are not multiples of 2 MiB below the hole must not shift the region above.
+    @Test func everyRegionSharesItsOffsetWithin2MiBWithTheHost() throws {
+        let huge = GuestMemory.hugePageBytes
+        let layouts: [[GuestRange]] = [
+            [GuestRange(start: GuestAddress(0), length: 513 << 20)!,
+             GuestRange(start: GuestAddress(0x1_0000_0000), length: 3 * page)!],
+            [GuestRange(start: GuestAddress(0), length: 3 * page)!,
+             GuestRange(start: GuestAddress(0x20_1000), length: page)!,
+             GuestRange(start: GuestAddress(0x1_0000_0000), length: huge + page)!],
+        ]
+        for layout in layouts {
+            let memory = try GuestMemory(regions: layout)
+            #expect(memory.hostMapping.start % huge == 0)
+            #expect(memory.sizeBytes == layout.reduce(0) { $0 + $1.length })
+            for region in memory.regions {
+                #expect(memory.hostAddress(of: region) % huge == region.guestRange.start.value % huge, "\(region)")
+            }
+            // Regions do not overlap inside the host mapping.
+            for (a, b) in zip(memory.regions, memory.regions.dropFirst()) {
+                #expect(a.hostOffset + a.guestRange.length <= b.hostOffset)
+            }
+            // The last byte of each region is reachable and distinct from the first of the next.
+            for (index, region) in memory.regions.enumerated() {
+                try memory.store(UInt8(index + 1), at: GuestAddress(region.guestRange.end - 1))
+            }
+            for (index, region) in memory.regions.enumerated() {
+                #expect(try memory.load(UInt8.self, at: GuestAddress(region.guestRange.end - 1)) == UInt8(index + 1))
+            }
+        }
+    }
+
+    /// The trim that aligns the mapping, for a start address a Debian 12 (Linux 6.1) host gave Ebb.
+    @Test func aMisalignedReservationIsTrimmedToA2MiBBoundary() {
+        let huge = GuestMemory.hugePageBytes
+        let start: UInt64 = 0x7f08_f199_b000
+        let needed: UInt64 = 1 << 30
+        let trim = GuestMemory.alignedWindow(mappingStart: start, reservedBytes: needed + huge, neededBytes: needed, alignment: huge)
+        #expect((start + trim.headBytes) % huge == 0)
+        #expect(trim.headBytes == 0x65000)
+        #expect(trim.headBytes + needed + trim.tailBytes == needed + huge)
+        let aligned = GuestMemory.alignedWindow(mappingStart: 0x7f08_f1a0_0000, reservedBytes: needed + huge, neededBytes: needed, alignment: huge)
+        #expect(aligned.headBytes == 0 && aligned.tailBytes == huge)
+    }
 }
