@@ -33,12 +33,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
-        .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot", "GuestMemory"]),
+        // Boot images built in memory, for the LinuxBoot and VMM tests.
+        .target(name: "BootImageFixtures", path: "Tests/BootImageFixtures"),
+        .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot", "GuestMemory", "BootImageFixtures"]),
         .testTarget(name: "ACPITests", dependencies: ["ACPI"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory"]),
         .testTarget(name: "APITests", dependencies: ["API"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "GuestMemory", "LinuxBoot"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "GuestMemory", "LinuxBoot", "BootImageFixtures"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMM"]),
     ]
 )

@@ -20,6 +20,8 @@ public struct BootParams {
 
     public var header: SetupHeader
     public var commandLineAddress: UInt32 = 0
+    /// code32_start: where the loader put the protected-mode kernel.
+    public var kernelAddress: UInt32 = 0x10_0000
     public var initrd: (address: UInt64, sizeBytes: UInt64)?
     public var rsdpAddress: UInt64 = 0
     public var memoryMap: [MemoryMapEntry] = []
@@ -35,6 +37,7 @@ public struct BootParams {
         page.put(header.rawHeader, at: Offset.setupHeader)
         page.put(Self.undefinedLoader, at: SetupHeader.Offset.typeOfLoader)
         page.put(commandLineAddress, at: SetupHeader.Offset.cmdLinePtr)
+        page.put(kernelAddress, at: SetupHeader.Offset.code32Start)
         if let initrd {
             page.put(UInt32(truncatingIfNeeded: initrd.address), at: SetupHeader.Offset.ramdiskImage)
             page.put(UInt32(truncatingIfNeeded: initrd.sizeBytes), at: SetupHeader.Offset.ramdiskSize)

@@ -11,6 +11,7 @@ public struct SetupHeader: Equatable, Sendable {
         static let version = 0x206
         static let typeOfLoader = 0x210
         static let loadflags = 0x211
+        static let code32Start = 0x214
         static let ramdiskImage = 0x218
         static let ramdiskSize = 0x21c
         static let cmdLinePtr = 0x228
@@ -40,6 +41,13 @@ public struct SetupHeader: Equatable, Sendable {
     public let initrdAddressMax: UInt32
     public let commandLineSizeMax: UInt32
     public let initSizeBytes: UInt32
+    /// relocatable_kernel: the protected-mode kernel may be loaded at any `kernelAlignmentBytes`
+    /// boundary, not only at 1 MiB.
+    public let isRelocatable: Bool
+    public let kernelAlignmentBytes: UInt32
+    /// pref_address (protocol 2.10+): where a relocating loader should put the kernel; 16 MiB
+    /// (LOAD_PHYSICAL_ADDR) for x86-64 defaults.
+    public let preferredLoadAddress: UInt64
     /// The setup header bytes (0x1f1 up to the end the jump at 0x200 implies), copied into boot_params.
     public let rawHeader: [UInt8]
     /// Offset of the protected-mode kernel inside the file.
@@ -88,6 +96,9 @@ public struct SetupHeader: Equatable, Sendable {
         self.initrdAddressMax = reader.u32(Offset.initrdAddrMax) ?? 0
         self.commandLineSizeMax = reader.u32(Offset.cmdlineSize) ?? 255
         self.initSizeBytes = reader.u32(Offset.initSize) ?? 0
+        self.isRelocatable = (reader.u8(Offset.relocatableKernel) ?? 0) != 0
+        self.kernelAlignmentBytes = reader.u32(Offset.kernelAlignment) ?? 0
+        self.preferredLoadAddress = reader.u64(Offset.prefAddress) ?? 0
         self.rawHeader = Array(raw)
         self.kernelOffset = kernelOffset
     }

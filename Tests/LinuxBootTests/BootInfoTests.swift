@@ -1,3 +1,4 @@
+import BootImageFixtures
 import Testing
 @testable import LinuxBoot
 

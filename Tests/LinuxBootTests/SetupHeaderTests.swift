@@ -1,26 +1,6 @@
+import BootImageFixtures
 import Testing
 @testable import LinuxBoot
-
-/// A minimal well-formed bzImage: 4 setup sectors and 8 KiB of "kernel".
-func makeBzImage(version: UInt16 = 0x020f, xloadflags: UInt16 = 1, setupSectors: UInt8 = 4, kernelBytes: Int = 8192) -> [UInt8] {
-    var image = [UInt8](repeating: 0, count: (Int(setupSectors) + 1) * 512 + kernelBytes)
-    func put<T: FixedWidthInteger>(_ value: T, _ offset: Int) {
-        withUnsafeBytes(of: value.littleEndian) { for (i, b) in $0.enumerated() { image[offset + i] = b } }
-    }
-    put(setupSectors, 0x1f1)
-    put(UInt32(kernelBytes / 16), 0x1f4)
-    put(UInt16(0xaa55), 0x1fe)
-    put(UInt8(0xeb), 0x200)
-    put(UInt8(0x6a), 0x201) // jump over the header: it ends at 0x26c
-    put(UInt32(0x5372_6448), 0x202)
-    put(version, 0x206)
-    put(UInt8(1), 0x211)
-    put(UInt32(0x7fff_ffff), 0x22c)
-    put(UInt32(2047), 0x238)
-    put(xloadflags, 0x236)
-    put(UInt32(0x40_0000), 0x260)
-    return image
-}
 
 @Suite struct SetupHeaderTests {
     @Test func parsesAValidHeader() throws {
@@ -31,6 +11,11 @@ func makeBzImage(version: UInt16 = 0x020f, xloadflags: UInt16 = 1, setupSectors:
         #expect(header.initSizeBytes == 0x40_0000)
         #expect(header.rawHeader.count == 0x26c - 0x1f1)
         #expect(header.rawHeader.first == 4)
+        #expect(!header.isRelocatable)
+        let relocatable = try SetupHeader(image: makeBzImage(relocatable: true, kernelAlignment: 0x100_0000, preferredAddress: 0x200_0000))
+        #expect(relocatable.isRelocatable)
+        #expect(relocatable.kernelAlignmentBytes == 0x100_0000)
+        #expect(relocatable.preferredLoadAddress == 0x200_0000)
     }
 
     @Test func refusesForeignFiles() {

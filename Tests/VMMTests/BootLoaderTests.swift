@@ -1,25 +1,8 @@
 import GuestMemory
 import LinuxBoot
+import BootImageFixtures
 import Testing
 @testable import VMM
-
-/// An ELF64 kernel of one 4 KiB segment at `address`, with a PVH note (entry = address).
-func tinyPVHKernel(at address: UInt64 = 0x100000) -> [UInt8] {
-    var image = [UInt8](repeating: 0, count: 0x2000)
-    func put<T: FixedWidthInteger>(_ value: T, _ offset: Int) {
-        withUnsafeBytes(of: value.littleEndian) { for (i, b) in $0.enumerated() { image[offset + i] = b } }
-    }
-    image.replaceSubrange(0..<4, with: [0x7f, 0x45, 0x4c, 0x46])
-    image[4] = 2; image[5] = 1
-    put(UInt16(62), 18); put(UInt64(64), 32); put(UInt16(56), 54); put(UInt16(2), 56)
-    put(UInt32(1), 64); put(UInt64(0x1000), 72); put(address, 88); put(UInt64(0x1000), 96); put(UInt64(0x3000), 104)
-    put(UInt32(4), 120); put(UInt64(0x300), 128); put(UInt64(20), 152)
-    put(UInt32(4), 0x300); put(UInt32(4), 0x304); put(UInt32(18), 0x308)
-    image.replaceSubrange(0x30c..<0x310, with: Array("Xen\0".utf8))
-    put(UInt32(truncatingIfNeeded: address), 0x310)
-    image[0x1000] = 0xf4 // hlt, so the segment has recognisable bytes
-    return image
-}
 
 @Suite struct GuestRAMLayoutTests {
     @Test func smallGuestHasConventionalMemoryAReservedHoleAndHighRAM() {
@@ -73,6 +56,30 @@ func tinyPVHKernel(at address: UInt64 = 0x100000) -> [UInt8] {
     @Test func segmentsBelow1MiBOrOutsideRAMAreRefused() {
         #expect(throws: ConfigurationError.self) { try load(kernel: tinyPVHKernel(at: 0x8000)) }
         #expect(throws: ConfigurationError.self) { try load(kernel: tinyPVHKernel(at: 0x7fff_f000)) }
+    }
+
+    /// A relocatable bzImage goes to its pref_address (16 MiB), so the compressed image Linux leaves
+    /// behind is not in the DMA zone; any other to 1 MiB. The entry is 0x200 past it either way.
+    @Test func bzImageGoesToItsPreferredAddressWhenRelocatable() throws {
+        let (entry, memory) = try load(kernel: makeBzImage(relocatable: true))
+        #expect(entry == .longMode(entry: 0x100_0200, bootParams: Layout.bootParamsAddress))
+        #expect(try memory.load(UInt8.self, at: GuestAddress(0x100_0000)) == 0xf4)
+        #expect(try memory.load(UInt8.self, at: GuestAddress(0x10_0000)) == 0)
+        #expect(try memory.load(UInt32.self, at: GuestAddress(Layout.bootParamsAddress + 0x214)) == 0x100_0000)
+
+        let (fixed, fixedMemory) = try load(kernel: makeBzImage(relocatable: false))
+        #expect(fixed == .longMode(entry: 0x10_0200, bootParams: Layout.bootParamsAddress))
+        #expect(try fixedMemory.load(UInt8.self, at: GuestAddress(0x10_0000)) == 0xf4)
+        #expect(try fixedMemory.load(UInt32.self, at: GuestAddress(Layout.bootParamsAddress + 0x214)) == 0x10_0000)
+    }
+
+    @Test func aPreferredAddressThatIsMisalignedOrDoesNotFitFallsBackTo1MiB() throws {
+        let odd = try SetupHeader(image: makeBzImage(relocatable: true, preferredAddress: 0x100_1000))
+        #expect(BootLoader.loadAddress(of: odd, footprintBytes: 0x40_0000, lowRAMTop: 64 << 20) == 0x10_0000)
+        let preferred = try SetupHeader(image: makeBzImage(relocatable: true))
+        #expect(BootLoader.loadAddress(of: preferred, footprintBytes: 0x40_0000, lowRAMTop: 64 << 20) == 0x100_0000)
+        #expect(BootLoader.loadAddress(of: preferred, footprintBytes: 0x40_0000, lowRAMTop: 18 << 20) == 0x10_0000)
+        #expect(BootLoader.loadAddress(of: preferred, footprintBytes: 0x40_0000, lowRAMTop: 8 << 20) == 0x10_0000)
     }
 
     @Test func commandLineLongerThanAPageIsRefused() {
