@@ -6,7 +6,7 @@
 # Outputs (cached, rebuilt only when missing or when the inputs change):
 #   $EBB_CACHE/debian-linux/<kernel-version>/vmlinuz            bzImage, as shipped
 #   $EBB_CACHE/debian-linux/<kernel-version>/vmlinux            ELF extracted from it
-#   $EBB_CACHE/debian-linux/<kernel-version>/initramfs.cpio.gz  busybox + virtio modules + /init
+#   $EBB_CACHE/debian-linux/<kernel-version>/initramfs.cpio.gz  busybox + modules + /init + programs
 #   $EBB_CACHE/debian-linux/current -> <kernel-version>
 # EBB_CACHE defaults to $HOME/.cache/ebb. On success the script prints only
 # KEY=path lines on stdout (BZIMAGE, VMLINUX, INITRAMFS, KERNEL_VERSION).
@@ -16,14 +16,21 @@
 #   EBB_KERNEL_PACKAGE   meta package to follow (default linux-image-cloud-amd64)
 #   EBB_GUEST_MODULES    modules to put in the initramfs, with dependencies
 #                        (default "virtio virtio_ring virtio_mmio virtio_balloon virtio_blk")
+#   EBB_INITRAMFS_INIT   the initramfs's /init (default guest/initramfs/init)
+#   EBB_CACHE_NAME       the folder under $EBB_CACHE (default debian-linux); another kernel
+#                        package or init for another purpose (scripts/svm-host) keeps its own
+# Every guest/initramfs/*.c is built static into the initramfs's /bin (gcc, glibc's libc.a).
 set -euo pipefail
 shopt -s inherit_errexit
 
 PROG=fetch-debian-linux
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
-INIT_SRC=$SCRIPT_DIR/initramfs/init
+INIT_SRC=${EBB_INITRAMFS_INIT:-$SCRIPT_DIR/initramfs/init}
 META_PKG=${EBB_KERNEL_PACKAGE:-linux-image-cloud-amd64}
-CACHE_ROOT=${EBB_CACHE:-${HOME:?HOME is not set}/.cache/ebb}/debian-linux
+CACHE_ROOT=${EBB_CACHE:-${HOME:?HOME is not set}/.cache/ebb}/${EBB_CACHE_NAME:-debian-linux}
+shopt -s nullglob
+PROGRAM_SRCS=("$SCRIPT_DIR"/initramfs/*.c)
+shopt -u nullglob
 read -r -a WANT_MODULES <<<"${EBB_GUEST_MODULES:-virtio virtio_ring virtio_mmio virtio_balloon virtio_blk}"
 # Bump when the layout or content of the outputs changes, to force a rebuild.
 FORMAT=1
@@ -113,6 +120,7 @@ OUT=$CACHE_ROOT/$KVER
 STAMP="format=$FORMAT
 package=$IMAGE_PKG
 init=$(sha256sum <"$INIT_SRC" | cut -d' ' -f1)
+programs=$(cat -- "${PROGRAM_SRCS[@]}" /dev/null | sha256sum | cut -d' ' -f1)
 modules=${WANT_MODULES[*]}"
 
 print_result() {
@@ -157,6 +165,7 @@ need_tool readelf binutils
 need_tool objcopy binutils
 need_tool cpio cpio
 need_tool gzip gzip
+[ ${#PROGRAM_SRCS[@]} -eq 0 ] || need_tool gcc gcc
 
 # --- 1. download and unpack ---------------------------------------------------
 mkdir -p "$WORK/dl"
@@ -336,6 +345,11 @@ fi
 [ -e "$root/bin/sh" ] || ln -sf /bin/busybox "$root/bin/sh"
 
 install -m 0755 -- "$INIT_SRC" "$root/init"
+# The project's own guest programs, static: the initramfs has no C library.
+for src in "${PROGRAM_SRCS[@]}"; do
+    name=$(basename -- "$src" .c)
+    run gcc -static -O2 -Wall -Wextra -Werror -o "$root/bin/$name" "$src"
+done
 : >"$root/etc/ebb/modules"
 for entry in "${LOAD_ORDER[@]}"; do
     rel=${entry#* /lib/modules/"$KVER"/}

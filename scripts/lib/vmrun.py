@@ -1,0 +1,153 @@
+"""Run a VMM as a child process and watch it from outside, as a host operator would.
+
+Shared by the scripts in scripts/: a run timestamps every line the VMM prints (the guest's serial
+console and the VMM's own messages) in seconds from process start, samples the process's VmRSS
+from /proc/PID/status every `sample_s`, and can read the resident size of the guest-RAM mapping
+from /proc/PID/smaps on demand (too costly to read at every sample on an emulated host).
+"""
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+MIB = 1 << 20
+
+
+def say(prog, text=""):
+    print(f"{prog}: {text}" if text else "", flush=True)
+
+
+def die(prog, text, status=1):
+    print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def status_kib(pid, field):
+    """A kB field of /proc/PID/status (VmRSS, VmHWM), or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def guest_ram_resident_bytes(pid, ram_bytes):
+    """Rss of the guest-RAM mapping: the largest anonymous mapping at least `ram_bytes` long (Ebb's
+    and QEMU's both map guest RAM in one piece), or None."""
+    best = None
+    try:
+        with open(f"/proc/{pid}/smaps") as smaps:
+            size = rss = None
+            anonymous = False
+            for line in smaps:
+                head = line.split(None, 1)[0]
+                if "-" in head and not head.endswith(":"):
+                    if anonymous and size is not None and size * 1024 >= ram_bytes and (best is None or size > best[0]):
+                        best = (size, rss or 0)
+                    fields = line.split()
+                    anonymous = len(fields) < 6
+                    size = rss = None
+                elif head == "Size:":
+                    size = int(line.split()[1])
+                elif head == "Rss:":
+                    rss = int(line.split()[1])
+            if anonymous and size is not None and size * 1024 >= ram_bytes and (best is None or size > best[0]):
+                best = (size, rss or 0)
+    except OSError:
+        return None
+    return best[1] * 1024 if best else None
+
+
+class VMRun:
+    """One VMM process: its lines with their times, and its VmRSS over time (MiB)."""
+
+    def __init__(self, argv, sample_s=0.1, echo=None):
+        self.argv = argv
+        self.started = time.monotonic()
+        # stdout (the guest's console) and stderr (the VMM's messages) apart: a VMM writes the
+        # console byte by byte, and a message could land in the middle of a guest's line.
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, errors="replace")
+        self.lines = []       # (seconds, text)
+        self.samples = []     # (seconds, MiB)
+        self.echo = echo
+        self._lock = threading.Lock()
+        self._sampler = threading.Thread(target=self._sample, args=(sample_s,), daemon=True)
+        self._sampler.start()
+        self._readers = [threading.Thread(target=self._read, args=(stream,), daemon=True)
+                         for stream in (self.process.stdout, self.process.stderr)]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def now(self):
+        return time.monotonic() - self.started
+
+    def _sample(self, period):
+        while self.process.poll() is None:
+            kib = status_kib(self.process.pid, "VmRSS")
+            if kib is not None:
+                with self._lock:
+                    self.samples.append((self.now(), kib / 1024))
+            time.sleep(period)
+
+    def _read(self, stream):
+        for line in stream:
+            line = line.rstrip("\r\n")
+            with self._lock:
+                self.lines.append((self.now(), line))
+            if self.echo:
+                self.echo(line)
+
+    def rss_mib(self):
+        with self._lock:
+            return self.samples[-1][1] if self.samples else None
+
+    def first(self, prefix):
+        """(seconds, line) of the first line that starts with `prefix`, or None."""
+        with self._lock:
+            return next(((at, text) for at, text in self.lines if text.startswith(prefix)), None)
+
+    def wait_for(self, prefix, timeout_s):
+        """The first line starting with `prefix`, waiting up to `timeout_s` or until the VMM exits."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = self.first(prefix)
+            if found or (self.process.poll() is not None and not any(r.is_alive() for r in self._readers)):
+                return found or self.first(prefix)
+            time.sleep(0.05)
+        return None
+
+    def finish(self, timeout_s):
+        """Wait for the VMM to exit (SIGKILL after `timeout_s`); returns (exit status, killed)."""
+        killed = False
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            killed = True
+        for reader in self._readers:
+            reader.join(timeout=5)
+        return self.process.returncode, killed
+
+    def samples_between(self, start, end=None):
+        with self._lock:
+            return [(at, mib) for at, mib in self.samples if at >= start and (end is None or at <= end)]
+
+    def text(self):
+        with self._lock:
+            return "\n".join(text for _, text in self.lines)
