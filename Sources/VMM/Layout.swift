@@ -10,6 +10,7 @@
 /// 0x000a_0000  legacy VGA/BIOS hole, reserved
 /// 0x000e_0000  ACPI tables, RSDP first (where a BIOS-area scan looks too), 64 KiB at most
 /// 0x000f_0000  MP table (floating pointer first, where Linux's scan of the BIOS area starts)
+/// 0x000f_fff0  reset vector: real-mode code that asks for a reset (ResetVector)
 /// 0x0010_0000  kernel (bzImage protected-mode part; ELF kernels at their own p_paddr) and RAM
 /// 0xc000_0000  32-bit MMIO hole: virtio-mmio windows, IOAPIC, local APIC, KVM's TSS
 /// 0x1_0000_0000  RAM above 4 GiB for guests larger than 3 GiB

@@ -100,6 +100,8 @@ public final class Machine: @unchecked Sendable {
 
         let setup = CPUSetup(supportedCPUID: try kvm.supportedCPUID(), cpuCount: configuration.cpuCount)
         try memory.write(setup.mpTable().bytes(at: UInt32(Layout.mpTableAddress)), at: GuestAddress(Layout.mpTableAddress))
+        try memory.write(ResetVector.code(resetPort: Layout.acpiPowerPort + UInt16(ACPIPowerDevice.Register.reset)),
+                         at: GuestAddress(ResetVector.address))
         var vcpus: [VCPU] = []
         for id in 0..<UInt32(configuration.cpuCount) {
             let vcpu = try vm.createVCPU(id: id)
