@@ -10,7 +10,7 @@ public enum HostProfile: Sendable, Equatable {
     case hardwareVirtualization
     /// kvm_pvm, the nested pagetable-based KVM without VT-x/AMD-V of this project's development and
     /// CI hosts: guest kernel code is emulated instruction by instruction, some instructions stop
-    /// the vCPU, and Linux user space cannot run (docs/kvm-pvm.md).
+    /// the vCPU, and Linux user space cannot run (docs/hosts.md).
     case pagetableVirtualization
 
     /// This host's profile: kvm_pvm when its module is loaded, hardware virtualization otherwise.

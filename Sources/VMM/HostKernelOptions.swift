@@ -1,7 +1,7 @@
 import KVM
 
 /// Kernel options a Linux guest needs to boot on kvm_pvm, the nested KVM without VT-x/AMD-V of
-/// Ebb's CI hosts (measured in PLATFORM.md); Linux obeys these where VMM-side CPUID masking has no
+/// Ebb's CI hosts (docs/hosts.md); Linux obeys these where VMM-side CPUID masking has no
 /// effect on this KVM. On other hosts Ebb adds nothing.
 enum HostKernelOptions {
     /// The options for this host, or an empty list when none are needed.

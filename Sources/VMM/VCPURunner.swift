@@ -61,7 +61,7 @@ struct VCPURunner {
     }
 
     /// On kvm_pvm, `int3` at CPL0 is an emulation failure. A real CPU would raise #BP with RIP after
-    /// the int3, so do exactly that: step over the byte and inject vector 3 (PLATFORM.md).
+    /// the int3, so do exactly that: step over the byte and inject vector 3 (docs/hosts.md).
     private func handleBreakpoint(instruction: [UInt8]) -> Bool {
         guard let state = try? instructionState(), state.bytes.first == Self.int3Opcode || instruction.first == Self.int3Opcode else {
             return false

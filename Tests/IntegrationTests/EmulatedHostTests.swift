@@ -2,6 +2,10 @@ import Foundation
 import Testing
 
 /// QEMU, which scripts/svm-host needs for the emulated AMD-V host (scripts/test installs it).
+/// With EBB_USER_SPACE_TESTS=native on a machine with VT-x/AMD-V, the emulated-host tests run on its
+/// own KVM instead (faster; the emulated host is what every other machine has).
+let userSpaceTestsRunNatively = ProcessInfo.processInfo.environment["EBB_USER_SPACE_TESTS"] == "native"
+
 let qemuAvailable = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
     .contains { FileManager.default.isExecutableFile(atPath: "\($0)/qemu-system-x86_64") }
 
@@ -9,7 +13,8 @@ let qemuAvailable = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/b
 /// kvm_amd inside QEMU's emulator (scripts/svm-host), so these run on any machine, this project's
 /// kvm_pvm hosts and machines without /dev/kvm included. Each test boots one emulated host and runs
 /// scripts/reclaim-linux there with this build's ebb; the figures it prints are emulated time.
-@Suite(.enabled(if: qemuAvailable, "needs QEMU (qemu-system-x86) for the emulated AMD-V host, and it is not installed"),
+@Suite(.enabled(if: qemuAvailable || userSpaceTestsRunNatively,
+                "needs QEMU (qemu-system-x86) for the emulated AMD-V host, and it is not installed"),
        .serialized)
 struct EmulatedHostTests {
     struct Outcome {
@@ -28,8 +33,14 @@ struct EmulatedHostTests {
     /// Runs `scripts/reclaim-linux ARGUMENTS` with this build's ebb on a fresh emulated host.
     func reclaimLinux(_ arguments: [String]) throws -> Outcome {
         let process = Process()
-        process.executableURL = packageRoot.appendingPathComponent("scripts/svm-host")
-        process.arguments = ["--timeout", "900", "--", "scripts/reclaim-linux", "--ebb", try ebbExecutable()] + arguments
+        let command = ["scripts/reclaim-linux", "--ebb", try ebbExecutable()] + arguments
+        if userSpaceTestsRunNatively {
+            process.executableURL = packageRoot.appendingPathComponent(command[0])
+            process.arguments = Array(command.dropFirst())
+        } else {
+            process.executableURL = packageRoot.appendingPathComponent("scripts/svm-host")
+            process.arguments = ["--timeout", "900", "--"] + command
+        }
         process.currentDirectoryURL = packageRoot
         let pipe = Pipe()
         process.standardOutput = pipe
