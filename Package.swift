@@ -16,11 +16,13 @@ let package = Package(
         .target(name: "CKVM"),
         .target(name: "KVM", dependencies: ["CKVM"]),
         .target(name: "GuestMemory", dependencies: ["CKVM"]),
-        .target(name: "LinuxBoot", dependencies: ["GuestMemory"]),
-        .target(name: "ACPI"),
-        .target(name: "Devices"),
-        .target(name: "Virtio", dependencies: ["GuestMemory", "Devices"]),
-        .target(name: "VMM", dependencies: ["CKVM", "KVM", "GuestMemory", "LinuxBoot", "ACPI", "Devices", "Virtio"]),
+        // Little-endian integers and checksums, for everything that lays out guest structures.
+        .target(name: "ByteOrder"),
+        .target(name: "LinuxBoot", dependencies: ["GuestMemory", "ByteOrder"]),
+        .target(name: "ACPI", dependencies: ["ByteOrder"]),
+        .target(name: "Devices", dependencies: ["ByteOrder"]),
+        .target(name: "Virtio", dependencies: ["GuestMemory", "Devices", "ByteOrder"]),
+        .target(name: "VMM", dependencies: ["CKVM", "KVM", "GuestMemory", "ByteOrder", "LinuxBoot", "ACPI", "Devices", "Virtio"]),
         // The control API (Firecracker's conventions) on a Unix socket.
         .target(name: "API", dependencies: [
             "VMM", "Virtio",

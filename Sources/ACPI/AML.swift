@@ -1,3 +1,5 @@
+import ByteOrder
+
 /// A small writer for the ACPI Machine Language subset a VMM's DSDT needs (ACPI 6.5, chapter 20):
 /// names, integers, strings, packages, buffers, scopes, devices and resource templates.
 public indirect enum AML: Sendable {
@@ -63,14 +65,10 @@ public indirect enum AML: Sendable {
         case 0: return [Opcode.zero]
         case 1: return [Opcode.one]
         case ...0xff: return [Opcode.bytePrefix, UInt8(value)]
-        case ...0xffff: return [Opcode.wordPrefix] + littleEndian(value, bytes: 2)
-        case ...0xffff_ffff: return [Opcode.dwordPrefix] + littleEndian(value, bytes: 4)
-        default: return [Opcode.qwordPrefix] + littleEndian(value, bytes: 8)
+        case ...0xffff: return [Opcode.wordPrefix] + littleEndianBytes(value, count: 2)
+        case ...0xffff_ffff: return [Opcode.dwordPrefix] + littleEndianBytes(value, count: 4)
+        default: return [Opcode.qwordPrefix] + littleEndianBytes(value, count: 8)
         }
-    }
-
-    static func littleEndian(_ value: UInt64, bytes: Int) -> [UInt8] {
-        (0..<bytes).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) }
     }
 
     /// Prefixes `body` with its PkgLength, which counts its own bytes too (ACPI 20.2.4).

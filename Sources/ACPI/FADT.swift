@@ -1,3 +1,5 @@
+import ByteOrder
+
 /// A hardware-reduced Fixed ACPI Description Table, revision 6 (ACPI 6.5, 5.2.9): no SCI, no PM
 /// blocks; power-off through the sleep control register and reset through the reset register.
 public struct FADT: Sendable {
@@ -40,14 +42,14 @@ public struct FADT: Sendable {
             body.replaceSubrange(offset..<offset + bytes.count, with: bytes)
         }
         // The 32-bit DSDT field too, since the DSDT lives below 4 GiB and older parsers read it.
-        put(AML.littleEndian(dsdtAddress, bytes: 4), at: 40)
+        put(littleEndianBytes(dsdtAddress, count: 4), at: 40)
         let bootArchitecture = BootArchitecture.vgaNotPresent | BootArchitecture.msiNotSupported | BootArchitecture.cmosRTCNotPresent
-        put(AML.littleEndian(UInt64(bootArchitecture), bytes: 2), at: 109)
-        put(AML.littleEndian(UInt64(Flag.hardwareReducedACPI | Flag.resetRegisterSupported), bytes: 4), at: 112)
+        put(littleEndianBytes(UInt64(bootArchitecture), count: 2), at: 109)
+        put(littleEndianBytes(UInt64(Flag.hardwareReducedACPI | Flag.resetRegisterSupported), count: 4), at: 112)
         put(resetRegister.encoded, at: 116)
         put([resetValue], at: 128)
         put([Self.minorRevision], at: 131)
-        put(AML.littleEndian(dsdtAddress, bytes: 8), at: 140)
+        put(littleEndianBytes(dsdtAddress, count: 8), at: 140)
         put(sleepControl.encoded, at: 244)
         put(sleepStatus.encoded, at: 256)
         put(Array("EBBVMM\0\0".utf8), at: 268) // hypervisor vendor identity

@@ -1,3 +1,5 @@
+import ByteOrder
+
 /// The Root System Description Pointer, ACPI 2.0+ form (ACPI 6.5, 5.2.5.3): points at the XSDT.
 public struct RSDP: Sendable {
     public static let sizeBytes = 36
@@ -8,8 +10,8 @@ public struct RSDP: Sendable {
     public var encoded: [UInt8] {
         var bytes = Array("RSD PTR ".utf8) + [0] + ACPIIdentity.oemID + [2] // checksum, OEM, revision 2
         bytes += [0, 0, 0, 0]                                               // no RSDT
-        bytes += AML.littleEndian(UInt64(Self.sizeBytes), bytes: 4)
-        bytes += AML.littleEndian(xsdtAddress, bytes: 8)
+        bytes += littleEndianBytes(UInt64(Self.sizeBytes), count: 4)
+        bytes += littleEndianBytes(xsdtAddress, count: 8)
         bytes += [0, 0, 0, 0]                                               // extended checksum, reserved
         bytes[8] = checksum(bytes[0..<20])
         bytes[32] = checksum(bytes)
@@ -19,5 +21,5 @@ public struct RSDP: Sendable {
 
 /// The Extended System Description Table: 64-bit pointers to every other table but the DSDT.
 public func makeXSDT(entries: [UInt64]) -> SystemDescriptionTable {
-    SystemDescriptionTable(signature: "XSDT", revision: 1, body: entries.flatMap { AML.littleEndian($0, bytes: 8) })
+    SystemDescriptionTable(signature: "XSDT", revision: 1, body: entries.flatMap { littleEndianBytes($0, count: 8) })
 }

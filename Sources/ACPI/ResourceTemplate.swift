@@ -1,3 +1,5 @@
+import ByteOrder
+
 /// Resource descriptors for a `_CRS` buffer (ACPI 6.5, 6.4).
 public enum ResourceDescriptor: Sendable, Equatable {
     /// 16-bit decoded I/O ports (small item 0x47).
@@ -18,11 +20,11 @@ public enum ResourceDescriptor: Sendable, Equatable {
             let mask = UInt16(1) << UInt16(irq & 15)
             return [0x22, UInt8(mask & 0xff), UInt8(mask >> 8)]
         case let .memory32Fixed(base, size, writable):
-            return [0x86, 0x09, 0x00, writable ? 1 : 0] + AML.littleEndian(UInt64(base), bytes: 4)
-                + AML.littleEndian(UInt64(size), bytes: 4)
+            return [0x86, 0x09, 0x00, writable ? 1 : 0] + littleEndianBytes(UInt64(base), count: 4)
+                + littleEndianBytes(UInt64(size), count: 4)
         case let .interrupt(number, edge, activeLow):
             let flags: UInt8 = 0x01 | (edge ? 0x02 : 0) | (activeLow ? 0x04 : 0)
-            return [0x89, 0x06, 0x00, flags, 0x01] + AML.littleEndian(UInt64(number), bytes: 4)
+            return [0x89, 0x06, 0x00, flags, 0x01] + littleEndianBytes(UInt64(number), count: 4)
         }
     }
 

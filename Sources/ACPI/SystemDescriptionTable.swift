@@ -1,3 +1,5 @@
+import ByteOrder
+
 /// Identity written into every table Ebb makes.
 public enum ACPIIdentity {
     public static let oemID = Array("EBBVMM".utf8)          // 6 bytes
@@ -22,21 +24,16 @@ public struct SystemDescriptionTable: Sendable {
 
     public var encoded: [UInt8] {
         var bytes = Array(signature.utf8.prefix(4))
-        bytes += AML.littleEndian(UInt64(Self.headerBytes + body.count), bytes: 4)
+        bytes += littleEndianBytes(UInt64(Self.headerBytes + body.count), count: 4)
         bytes += [revision, 0] // checksum patched below
         bytes += ACPIIdentity.oemID + ACPIIdentity.oemTableID
-        bytes += AML.littleEndian(UInt64(ACPIIdentity.oemRevision), bytes: 4)
+        bytes += littleEndianBytes(UInt64(ACPIIdentity.oemRevision), count: 4)
         bytes += ACPIIdentity.creatorID
-        bytes += AML.littleEndian(UInt64(ACPIIdentity.creatorRevision), bytes: 4)
+        bytes += littleEndianBytes(UInt64(ACPIIdentity.creatorRevision), count: 4)
         bytes += body
         bytes[9] = checksum(bytes)
         return bytes
     }
-}
-
-/// The byte that makes `bytes` sum to zero modulo 256.
-public func checksum(_ bytes: some Sequence<UInt8>) -> UInt8 {
-    0 &- bytes.reduce(0, &+)
 }
 
 /// A Generic Address Structure (ACPI 6.5, 5.2.3.2).
@@ -53,6 +50,6 @@ public struct GenericAddress: Sendable, Equatable {
     }
 
     var encoded: [UInt8] {
-        [space.rawValue, bitWidth, 0, accessSize] + AML.littleEndian(address, bytes: 8)
+        [space.rawValue, bitWidth, 0, accessSize] + littleEndianBytes(address, count: 8)
     }
 }

@@ -32,8 +32,11 @@ public struct APIResponse: Equatable, Sendable {
 
     /// Firecracker's error shape: {"fault_message": "..."}.
     static func error(_ status: Int, _ message: String) -> APIResponse {
-        struct Fault: Encodable { let fault_message: String }
-        return json(Fault(fault_message: message), status: status)
+        struct Fault: Encodable {
+            let faultMessage: String
+            enum CodingKeys: String, CodingKey { case faultMessage = "fault_message" }
+        }
+        return json(Fault(faultMessage: message), status: status)
     }
 }
 
@@ -47,43 +50,64 @@ public struct APIRoutes: Sendable {
 
     public init(machine: any MachineControl) { self.machine = machine }
 
-    struct InstanceInfo: Encodable { let id: String; let state: String; let vmm_version: String; let app_name: String }
+    struct InstanceInfo: Encodable {
+        let id: String, state: String, vmmVersion: String, appName: String
+        enum CodingKeys: String, CodingKey { case id, state, vmmVersion = "vmm_version", appName = "app_name" }
+    }
     /// Firecracker's machine configuration fields that mean the same in Ebb.
-    struct MachineConfig: Encodable { let vcpu_count: Int; let mem_size_mib: UInt64; let smt: Bool; let track_dirty_pages: Bool }
-    struct BalloonConfig: Codable { let amount_mib: UInt64; let deflate_on_oom: Bool?; let stats_polling_interval_s: Int? }
-    struct BalloonUpdate: Decodable { let amount_mib: UInt64 }
+    struct MachineConfig: Encodable {
+        let vcpuCount: Int, memSizeMib: UInt64, smt: Bool, trackDirtyPages: Bool
+        enum CodingKeys: String, CodingKey {
+            case vcpuCount = "vcpu_count", memSizeMib = "mem_size_mib", smt, trackDirtyPages = "track_dirty_pages"
+        }
+    }
+    struct BalloonConfig: Encodable {
+        let amountMib: UInt64, deflateOnOom: Bool, statsPollingIntervalS: Int
+        enum CodingKeys: String, CodingKey {
+            case amountMib = "amount_mib", deflateOnOom = "deflate_on_oom", statsPollingIntervalS = "stats_polling_interval_s"
+        }
+    }
     struct BalloonStatistics: Encodable {
-        let target_pages: UInt64, actual_pages: UInt64, target_mib: UInt64, actual_mib: UInt64
-        let free_page_reports: UInt64, reported_bytes: UInt64, discarded_bytes: UInt64, discard_failures: UInt64
-        let inflated_pages: UInt64, deflated_pages: UInt64
-        let free_memory: UInt64?, total_memory: UInt64?, available_memory: UInt64?, disk_caches: UInt64?
-        let swap_in: UInt64?, swap_out: UInt64?, major_faults: UInt64?, minor_faults: UInt64?
+        let targetPages: UInt64, actualPages: UInt64, targetMib: UInt64, actualMib: UInt64
+        let freePageReports: UInt64, reportedBytes: UInt64, discardedBytes: UInt64, discardFailures: UInt64
+        let inflatedPages: UInt64, deflatedPages: UInt64
+        let freeMemory: UInt64?, totalMemory: UInt64?, availableMemory: UInt64?, diskCaches: UInt64?
+        let swapIn: UInt64?, swapOut: UInt64?, majorFaults: UInt64?, minorFaults: UInt64?
+        enum CodingKeys: String, CodingKey {
+            case targetPages = "target_pages", actualPages = "actual_pages", targetMib = "target_mib", actualMib = "actual_mib"
+            case freePageReports = "free_page_reports", reportedBytes = "reported_bytes", discardedBytes = "discarded_bytes"
+            case discardFailures = "discard_failures", inflatedPages = "inflated_pages", deflatedPages = "deflated_pages"
+            case freeMemory = "free_memory", totalMemory = "total_memory", availableMemory = "available_memory", diskCaches = "disk_caches"
+            case swapIn = "swap_in", swapOut = "swap_out", majorFaults = "major_faults", minorFaults = "minor_faults"
+        }
     }
 
     public func handle(method: String, path: String, body: [UInt8]) -> APIResponse {
         guard body.count <= Self.maximumBodyBytes else { return .error(413, "request body too large") }
         switch (method, path) {
         case ("GET", "/"):
-            return .json(InstanceInfo(id: "ebb", state: "Running", vmm_version: "0.1.0", app_name: "ebb"))
+            return .json(InstanceInfo(id: "ebb", state: "Running", vmmVersion: "0.1.0", appName: "ebb"))
         case ("GET", "/machine-config"):
             let configuration = machine.configuration
-            return .json(MachineConfig(vcpu_count: configuration.cpuCount, mem_size_mib: configuration.memoryBytes / Self.mebibyte,
-                                       smt: false, track_dirty_pages: false))
+            return .json(MachineConfig(vcpuCount: configuration.cpuCount, memSizeMib: configuration.memoryBytes / Self.mebibyte,
+                                       smt: false, trackDirtyPages: false))
         case ("PUT", "/machine-config"), ("PATCH", "/machine-config"):
             return .error(400, "the machine is configured on ebb's command line before it boots; it cannot change while it runs")
         case ("GET", "/balloon"):
             guard let options = machine.balloonOptions else { return .error(400, "no balloon device: start ebb with --balloon on") }
             let interval = options.statisticsInterval.map { Int($0.components.seconds) }
-            return .json(BalloonConfig(amount_mib: (machine.balloonTargetBytes ?? 0) / Self.mebibyte,
-                                       deflate_on_oom: options.deflateOnOOM, stats_polling_interval_s: interval ?? 0))
+            return .json(BalloonConfig(amountMib: (machine.balloonTargetBytes ?? 0) / Self.mebibyte,
+                                       deflateOnOom: options.deflateOnOOM, statsPollingIntervalS: interval ?? 0))
         case ("PATCH", "/balloon"):
             guard machine.balloonOptions != nil else { return .error(400, "no balloon device: start ebb with --balloon on") }
-            guard let update = try? JSONDecoder().decode(BalloonUpdate.self, from: Data(body)) else {
-                return .error(400, "expected {\"amount_mib\": <integer>}")
+            let update: BalloonUpdateBody
+            do { update = try decodeBody(BalloonUpdateBody.self, from: body) } catch {
+                return .error(400, "\(error.description); expected {\"amount_mib\": <integer>}")
             }
-            let (bytes, overflow) = update.amount_mib.multipliedReportingOverflow(by: Self.mebibyte)
-            guard !overflow, bytes <= UInt64(UInt32.max) * BalloonLimits.pageBytes else {
-                return .error(400, "amount_mib \(update.amount_mib) is too large")
+            let memory = machine.configuration.memoryBytes
+            let (bytes, overflow) = update.amountMib.multipliedReportingOverflow(by: Self.mebibyte)
+            guard !overflow, bytes <= memory else {
+                return .error(400, "amount_mib \(update.amountMib) is more than the guest's \(memory / Self.mebibyte) MiB of memory")
             }
             machine.setBalloonTarget(bytes: bytes)
             return .noContent
@@ -93,14 +117,14 @@ public struct APIRoutes: Sendable {
             let actual = machine.balloonActualBytes ?? 0
             let stat = { (tag: BalloonStatTag) in counters.guestStatistics[tag.rawValue] }
             return .json(BalloonStatistics(
-                target_pages: target / BalloonLimits.pageBytes, actual_pages: actual / BalloonLimits.pageBytes,
-                target_mib: target / Self.mebibyte, actual_mib: actual / Self.mebibyte,
-                free_page_reports: counters.reportedRanges, reported_bytes: counters.reportedBytes,
-                discarded_bytes: counters.discardedBytes + counters.inflateDiscardedBytes, discard_failures: counters.discardFailures,
-                inflated_pages: counters.inflatedPages, deflated_pages: counters.deflatedPages,
-                free_memory: stat(.freeMemory), total_memory: stat(.totalMemory), available_memory: stat(.availableMemory),
-                disk_caches: stat(.diskCaches), swap_in: stat(.swapIn), swap_out: stat(.swapOut),
-                major_faults: stat(.majorFaults), minor_faults: stat(.minorFaults)))
+                targetPages: target / BalloonLimits.pageBytes, actualPages: actual / BalloonLimits.pageBytes,
+                targetMib: target / Self.mebibyte, actualMib: actual / Self.mebibyte,
+                freePageReports: counters.reportedRanges, reportedBytes: counters.reportedBytes,
+                discardedBytes: counters.discardedBytes + counters.inflateDiscardedBytes, discardFailures: counters.discardFailures,
+                inflatedPages: counters.inflatedPages, deflatedPages: counters.deflatedPages,
+                freeMemory: stat(.freeMemory), totalMemory: stat(.totalMemory), availableMemory: stat(.availableMemory),
+                diskCaches: stat(.diskCaches), swapIn: stat(.swapIn), swapOut: stat(.swapOut),
+                majorFaults: stat(.majorFaults), minorFaults: stat(.minorFaults)))
         case (_, "/"), (_, "/balloon"), (_, "/balloon/statistics"), (_, "/machine-config"):
             return .error(405, "\(method) is not allowed on \(path)")
         default:

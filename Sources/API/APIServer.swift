@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Synchronization
+import VMM
 
 /// Serves `APIRoutes` over HTTP/1.1 on a Unix domain socket, as Firecracker's API does, on one
 /// event-loop thread of its own. Requests are small; each is answered and the connection kept.
@@ -14,6 +15,8 @@ public final class APIServer: Sendable {
     /// Binds `socketPath` (replacing a stale socket file) and starts serving.
     public init(socketPath: String, routes: APIRoutes) throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // The event loop's thread says what it is for, as Ebb's own threads do.
+        group.next().execute { ThreadRegistry.registerCurrentThread(as: .api) }
         do {
             let bootstrap = ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 16)

@@ -78,19 +78,3 @@ public enum BusError: Error, CustomStringConvertible {
         }
     }
 }
-
-extension UnsafeRawBufferPointer {
-    /// The first up-to-8 bytes as a little-endian integer.
-    public var littleEndianValue: UInt64 {
-        var value: UInt64 = 0
-        for (index, byte) in prefix(8).enumerated() { value |= UInt64(byte) << (8 * UInt64(index)) }
-        return value
-    }
-}
-
-extension UnsafeMutableRawBufferPointer {
-    /// Stores `value` little-endian into every byte of the buffer (at most 8).
-    public func storeLittleEndian(_ value: UInt64) {
-        for index in indices { self[index] = index < 8 ? UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) : 0 }
-    }
-}

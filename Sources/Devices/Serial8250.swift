@@ -1,3 +1,4 @@
+import ByteOrder
 import Synchronization
 
 /// A 16550A-compatible UART as Linux's 8250 driver and simple guests drive it: transmit, receive

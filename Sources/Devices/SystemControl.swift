@@ -1,3 +1,5 @@
+import ByteOrder
+
 /// What the guest asked the machine to do with itself.
 public enum SystemRequest: Sendable, Equatable {
     case powerOff

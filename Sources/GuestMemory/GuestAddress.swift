@@ -37,3 +37,9 @@ public struct GuestRange: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "[\(start), 0x\(String(end, radix: 16)))" }
 }
+
+/// The x86 base page: the unit of guest RAM sizes, of the balloon's PFNs and of alignment for
+/// what Ebb places in guest memory. (The host's page size, for `madvise`, is `GuestMemory.pageSizeBytes`.)
+public enum GuestPage {
+    public static let bytes: UInt64 = 4096
+}

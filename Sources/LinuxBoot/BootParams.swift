@@ -1,3 +1,5 @@
+import ByteOrder
+
 /// The "zero page" (`struct boot_params`) for the Linux 64-bit boot protocol.
 public struct BootParams {
     /// Offsets inside `struct boot_params` (arch/x86/include/uapi/asm/bootparam.h).

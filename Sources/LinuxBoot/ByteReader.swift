@@ -1,3 +1,5 @@
+import ByteOrder
+
 /// Little-endian reads from an untrusted byte array; every read is bounds-checked and a short
 /// read returns nil rather than trapping.
 struct ByteReader {
@@ -46,7 +48,3 @@ struct ByteWriter {
     }
 }
 
-/// `value`'s bytes, least significant first: its width is its type's (UInt16: 2 bytes).
-func littleEndianBytes<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
-    withUnsafeBytes(of: value.littleEndian) { Array($0) }
-}

@@ -1,3 +1,5 @@
+import ByteOrder
+
 /// The Intel MultiProcessor Specification 1.4 table a PC BIOS provides: a floating pointer
 /// ("_MP_") that kernels find by scanning low memory, and a configuration table ("PCMP") listing the
 /// processors, the ISA bus, the IOAPIC and how interrupts reach them.
@@ -6,7 +8,9 @@
 /// built with `CONFIG_X86_MPPARSE` (tinyconfig has it) that look for one first. Without it such a
 /// kernel scans the whole 64 KiB BIOS area 16 bytes at a time, which on a host that emulates guest
 /// kernel code cost 3.5 s of boot (measured with the small kernel of `guest/build-linux-kernel.sh`).
-/// The interrupt routing matches the MADT: ISA IRQ 0 on IOAPIC pin 2, the others on their own pin.
+/// The interrupt routing matches the MADT: ISA IRQ 0 on IOAPIC pin 2, every other line up to the
+/// IOAPIC's last pin on its own pin (as Firecracker's table does), so that a device's GSI above 15
+/// is routed here as it is in the DSDT.
 public struct MPTable: Sendable {
     public static let floatingPointerBytes = 16
     static let headerBytes = 44
@@ -34,15 +38,18 @@ public struct MPTable: Sendable {
     public let localAPICAddress: UInt32
     public let apicIDs: [UInt8]
     public let ioAPIC: (id: UInt8, address: UInt32)
+    /// How many input pins the IOAPIC has; every one but 2 gets an interrupt entry.
+    public let ioAPICPins: UInt8
     /// CPUID.1 EAX and EDX, copied into each processor entry.
     public let cpuSignature: UInt32
     public let cpuFeatures: UInt32
 
-    public init(localAPICAddress: UInt32, apicIDs: [UInt8], ioAPIC: (id: UInt8, address: UInt32),
+    public init(localAPICAddress: UInt32, apicIDs: [UInt8], ioAPIC: (id: UInt8, address: UInt32), ioAPICPins: UInt8 = 24,
                 cpuSignature: UInt32, cpuFeatures: UInt32) {
         self.localAPICAddress = localAPICAddress
         self.apicIDs = apicIDs
         self.ioAPIC = ioAPIC
+        self.ioAPICPins = ioAPICPins
         self.cpuSignature = cpuSignature
         self.cpuFeatures = cpuFeatures
     }
@@ -76,7 +83,7 @@ public struct MPTable: Sendable {
         }
         add(ioInterrupt(InterruptType.extINT, irq: 0, pin: 0))
         add(ioInterrupt(InterruptType.vectored, irq: 0, pin: 2))
-        for irq in UInt8(1)...15 where irq != 2 {
+        for irq in UInt8(1)..<max(ioAPICPins, 16) where irq != 2 {
             add(ioInterrupt(InterruptType.vectored, irq: irq, pin: irq))
         }
         let allProcessors: UInt8 = 0xff
@@ -92,10 +99,5 @@ public struct MPTable: Sendable {
         var table = header + entries
         table[7] = checksum(table)
         return table
-    }
-
-    /// The byte that makes `bytes` sum to zero (its own slot must hold 0).
-    func checksum(_ bytes: [UInt8]) -> UInt8 {
-        0 &- bytes.reduce(0, &+)
     }
 }

@@ -87,7 +87,7 @@ public struct BootLoader {
     /// 1 MiB, in Ebb and in QEMU alike (which loads there), and 2 MiB booted through PVH.
     static func loadAddress(of header: SetupHeader, footprintBytes: UInt64, lowRAMTop: UInt64) -> UInt64 {
         let preferred = header.preferredLoadAddress
-        let alignment = max(UInt64(header.kernelAlignmentBytes), 4096)
+        let alignment = max(UInt64(header.kernelAlignmentBytes), GuestPage.bytes)
         guard header.isRelocatable, alignment.nonzeroBitCount == 1,
               preferred > Layout.bzImageLoadAddress, preferred % alignment == 0,
               preferred <= lowRAMTop, footprintBytes <= lowRAMTop - preferred else {
@@ -122,7 +122,7 @@ public struct BootLoader {
     /// Puts the initrd as high as it may go (below `limit`, page-aligned) and above the kernel.
     private func placeInitrd(_ initrd: [UInt8], above kernelEnd: UInt64, below limit: UInt64) throws -> (address: UInt64, sizeBytes: UInt64) {
         let size = UInt64(initrd.count)
-        let page: UInt64 = 4096
+        let page = GuestPage.bytes
         guard size > 0, limit >= size, (limit - size) & ~(page - 1) >= (kernelEnd + page - 1) & ~(page - 1) else {
             throw ConfigurationError.initrdDoesNotFit(sizeBytes: size)
         }

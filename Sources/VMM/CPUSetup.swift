@@ -92,6 +92,7 @@ struct CPUSetup {
         return MPTable(localAPICAddress: UInt32(Layout.localAPICAddress),
                        apicIDs: (0..<cpuCount).map { UInt8($0) },
                        ioAPIC: (id: UInt8(cpuCount), address: UInt32(Layout.ioAPICAddress)),
+                       ioAPICPins: UInt8(Layout.ioAPICPins),
                        cpuSignature: features?.eax ?? 0, cpuFeatures: features?.edx ?? 0)
     }
 

@@ -2,7 +2,16 @@ import ACPI
 import Devices
 import GuestMemory
 import KVM
+import Synchronization
 import Virtio
+
+/// One virtio device as the machine holds it: where it sits, its transport (which owns the device
+/// model) and the thread that serves it.
+struct AttachedVirtioDevice: Sendable {
+    let slot: VirtioSlot
+    let transport: VirtioMMIOTransport
+    let eventLoop: DeviceEventLoop
+}
 
 /// Creates the machine's devices, assigns their ports, addresses and interrupt lines, and says how
 /// the DSDT describes each one.
@@ -11,15 +20,14 @@ struct DeviceManager {
     let ioBus: Bus
     let mmioBus: Bus
     let acpiDevices: [ACPIDevice]
-    let balloon: (device: BalloonDevice, transport: VirtioMMIOTransport)?
-    let eventLoops: [VirtioEventLoop]
+    let virtioDevices: [AttachedVirtioDevice]
 
-    init(vm: VirtualMachine, memory: GuestMemory, balloonOptions: BalloonDevice.Options?,
+    init(vm: VirtualMachine, memory: GuestMemory, devices: [VirtioDeviceConfiguration],
          output: @escaping @Sendable (UInt8) -> Void,
          onSystemRequest: @escaping @Sendable (SystemRequest) -> Void) throws {
         let serial = Serial8250(output: output, interrupt: {
             // A failed interrupt cannot be reported to the guest; the UART still works by polling.
-            try? vm.pulseInterruptLine(Layout.serialIRQ)
+            do { try vm.pulseInterruptLine(Layout.serialIRQ) } catch { SerialInterruptFailure.report(error) }
         })
         self.serial = serial
         ioBus = try Bus(name: "port I/O", windows: [
@@ -33,47 +41,42 @@ struct DeviceManager {
                 .isaIRQ(UInt8(Layout.serialIRQ)),
             ]),
         ]
-        var mmioWindows: [Bus.Window] = []
-        var eventLoops: [VirtioEventLoop] = []
-        if let balloonOptions {
-            let balloon = BalloonDevice(options: balloonOptions)
-            let (transport, loop) = try Self.attachVirtio(balloon, slot: 0, vm: vm, memory: memory)
-            mmioWindows.append(.init(base: Self.virtioAddress(slot: 0), length: VirtioMMIORegister.windowLength, device: transport))
-            acpiDevices.append(Self.virtioACPIDevice(slot: 0))
-            eventLoops.append(loop)
-            self.balloon = (balloon, transport)
-        } else {
-            self.balloon = nil
+        var allocator = DeviceResourceAllocator()
+        var attached: [AttachedVirtioDevice] = []
+        for configuration in devices {
+            let slot = try allocator.allocate()
+            attached.append(try Self.attach(configuration.makeDevice(), at: slot, vm: vm, memory: memory))
+            acpiDevices.append(Self.acpiDevice(for: slot))
         }
-        mmioBus = try Bus(name: "MMIO", windows: mmioWindows)
+        mmioBus = try Bus(name: "MMIO", windows: attached.map {
+            .init(base: $0.slot.mmioBase, length: VirtioMMIORegister.windowLength, device: $0.transport)
+        })
         self.acpiDevices = acpiDevices
-        self.eventLoops = eventLoops
+        virtioDevices = attached
     }
 
-    static func virtioAddress(slot: Int) -> UInt64 { Layout.virtioMMIOBase + UInt64(slot) * Layout.virtioMMIOStride }
-    static func virtioIRQ(slot: Int) -> UInt32 { Layout.firstDeviceIRQ + UInt32(slot) }
-
     /// How Linux's virtio_mmio finds the device: "LNRO0005" with its window and interrupt.
-    static func virtioACPIDevice(slot: Int) -> ACPIDevice {
-        ACPIDevice(name: "VR0\(slot)", hardwareID: .string("LNRO0005"), uniqueID: UInt64(slot), resources: [
-            .memory32Fixed(base: UInt32(virtioAddress(slot: slot)), sizeBytes: UInt32(VirtioMMIORegister.windowLength), writable: true),
-            .interrupt(virtioIRQ(slot: slot), edgeTriggered: true, activeLow: false),
+    static func acpiDevice(for slot: VirtioSlot) -> ACPIDevice {
+        ACPIDevice(name: slot.acpiName, hardwareID: .string("LNRO0005"), uniqueID: UInt64(slot.index), resources: [
+            .memory32Fixed(base: UInt32(slot.mmioBase), sizeBytes: UInt32(VirtioMMIORegister.windowLength), writable: true),
+            .interrupt(slot.gsi, edgeTriggered: true, activeLow: false),
         ])
     }
 
     /// Connects a virtio device to KVM: its interrupt through an irqfd (edge, like its ACPI
-    /// description), each queue's QueueNotify write through an ioeventfd served by an event thread.
-    /// Where KVM refuses an ioeventfd, the notify write exits to the vCPU thread instead.
-    static func attachVirtio(_ device: any VirtioDevice, slot: Int, vm: VirtualMachine, memory: GuestMemory) throws -> (VirtioMMIOTransport, VirtioEventLoop) {
+    /// description), each queue's QueueNotify write through an ioeventfd served by the device's
+    /// event thread. Where KVM refuses an ioeventfd, the notify write exits to the vCPU thread.
+    static func attach(_ device: sending any VirtioDevice, at slot: VirtioSlot, vm: VirtualMachine, memory: GuestMemory) throws -> AttachedVirtioDevice {
         let interrupt = try EventNotifier()
-        try vm.attachInterruptEvent(interrupt.fd, gsi: virtioIRQ(slot: slot))
-        let name = device.deviceID == BalloonDevice.id ? "virtio-balloon" : "virtio device \(device.deviceID)"
+        try vm.attachInterruptEvent(interrupt.fd, gsi: slot.gsi)
+        let name = device.name
+        let queueCount = device.queueCount(features: device.offeredFeatures)
         let transport = VirtioMMIOTransport(device: device, memory: memory, interrupt: { interrupt.signal() },
                                             onBroken: { report("\(name): device needs reset: \($0)") },
                                             onDriverReady: { report("\(name): driver ready, features 0x\(String($0, radix: 16))") })
         var notifiers: [EventNotifier] = []
-        let notifyAddress = virtioAddress(slot: slot) + VirtioMMIORegister.queueNotify
-        for queue in 0..<device.queueCount(features: device.offeredFeatures) {
+        let notifyAddress = slot.mmioBase + VirtioMMIORegister.queueNotify
+        for queue in 0..<queueCount {
             let notifier = try EventNotifier()
             do {
                 try vm.attachWriteEvent(notifier.fd, mmioAddress: notifyAddress, length: 4, value: UInt64(queue))
@@ -82,7 +85,8 @@ struct DeviceManager {
             }
             notifiers.append(notifier)
         }
-        return (transport, try VirtioEventLoop(transport: transport, queueNotifiers: notifiers))
+        return AttachedVirtioDevice(slot: slot, transport: transport,
+                                    eventLoop: try DeviceEventLoop(transport: transport, queueNotifiers: notifiers))
     }
 
     /// The ACPI tables describing this machine, to be copied to `Layout.acpiTablesAddress`.
@@ -99,5 +103,16 @@ struct DeviceManager {
                  resetRegister: .ioPort(port + UInt16(ACPIPowerDevice.Register.reset)),
                  resetValue: ACPIPowerDevice.resetValue)
         }, madt: madt)
+    }
+}
+
+/// The serial port's interrupt could not be raised (KVM refused the IRQ line): said once, since
+/// it would repeat with every byte; the UART still works for a guest that polls it.
+enum SerialInterruptFailure {
+    private static let reported = Atomic<Bool>(false)
+
+    static func report(_ error: any Error) {
+        guard !reported.exchange(true, ordering: .relaxed) else { return }
+        VMM.report("serial port: cannot raise IRQ \(Layout.serialIRQ): \(error); the guest must poll the UART")
     }
 }

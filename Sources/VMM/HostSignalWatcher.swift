@@ -32,7 +32,7 @@ public final class HostSignalWatcher: @unchecked Sendable {
         // Block before any vCPU thread starts, so every thread inherits the mask.
         pthread_sigmask(SIG_BLOCK, &set, &previousMask)
         let waitSet = set
-        thread = try OSThread(name: "ebb-signals") {
+        thread = try OSThread(name: "ebb-signals", role: .signalWatcher) {
             var set = waitSet
             while true {
                 var number: Int32 = 0

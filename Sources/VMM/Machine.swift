@@ -21,8 +21,8 @@ public final class Machine: @unchecked Sendable {
     let ioBus: Bus
     let mmioBus: Bus
     let serial: Serial8250
-    let balloon: (device: BalloonDevice, transport: VirtioMMIOTransport)?
-    let eventLoops: [VirtioEventLoop]
+    /// The virtio devices, in slot order.
+    let virtioDevices: [AttachedVirtioDevice]
     /// The command line the guest got, and what Ebb added to it for this host's KVM.
     public let commandLine: String
     public private(set) var addedKernelOptions: [String] = []
@@ -46,7 +46,7 @@ public final class Machine: @unchecked Sendable {
         guard memoryBytes >= Layout.minimumMemoryBytes else {
             throw ConfigurationError.memoryTooSmall(bytes: memoryBytes, minimum: Layout.minimumMemoryBytes)
         }
-        guard memoryBytes % 4096 == 0 else { throw ConfigurationError.memoryNotPageAligned(bytes: memoryBytes) }
+        guard memoryBytes % GuestPage.bytes == 0 else { throw ConfigurationError.memoryNotPageAligned(bytes: memoryBytes) }
         let hostMemory = hostPhysicalMemoryBytes()
         guard memoryBytes <= hostMemory else { throw ConfigurationError.memoryTooLarge(bytes: memoryBytes, maximum: hostMemory) }
 
@@ -76,17 +76,16 @@ public final class Machine: @unchecked Sendable {
 
         // Devices report guest requests back here; the machine does not exist yet, so go through a box.
         let requests = SystemRequestRelay()
-        let devices = try DeviceManager(vm: vm, memory: memory, balloonOptions: configuration.balloon,
+        let devices = try DeviceManager(vm: vm, memory: memory, devices: configuration.devices,
                                         output: output, onSystemRequest: { requests.forward($0) })
         ioBus = devices.ioBus
         mmioBus = devices.mmioBus
         serial = devices.serial
-        balloon = devices.balloon
-        eventLoops = devices.eventLoops
+        virtioDevices = devices.virtioDevices
 
         let tables = devices.acpiTables(cpuCount: configuration.cpuCount)
         guard UInt64(tables.bytes.count) <= Layout.acpiTablesLimitBytes else {
-            throw ConfigurationError.kernelDoesNotFit("the ACPI tables need \(tables.bytes.count) bytes")
+            throw ConfigurationError.tablesDoNotFit(what: "the ACPI tables", bytes: tables.bytes.count, limit: Layout.acpiTablesLimitBytes)
         }
         try memory.write(tables.bytes, at: GuestAddress(tables.baseAddress))
         try BootRegisters.writeGDT(into: memory)
@@ -146,12 +145,12 @@ public final class Machine: @unchecked Sendable {
         let console = Console(serial: serial, onQuit: { [weak self] in self?.requestStop(.userQuit) })
         if attachConsole { try console.start() }
         defer { if attachConsole { console.stop() } }
-        for (index, loop) in eventLoops.enumerated() { try loop.start(name: "ebb-virtio\(index)") }
-        defer { eventLoops.forEach { $0.stop() } }
+        for device in virtioDevices { try device.eventLoop.start(name: "ebb-virtio\(device.slot.index)") }
+        defer { virtioDevices.forEach { $0.eventLoop.stop() } }
 
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, machine: self)
-            let thread = try OSThread(name: "ebb-vcpu\(vcpu.id)") {
+            let thread = try OSThread(name: "ebb-vcpu\(vcpu.id)", role: .vcpu(vcpu.id)) {
                 VCPUKick.unblockOnThisThread()
                 runner.loop()
             }

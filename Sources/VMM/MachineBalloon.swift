@@ -1,30 +1,34 @@
 import Virtio
 
 extension Machine {
-    /// The balloon's counters so far, or nil when the machine has no balloon.
-    public var balloonCounters: BalloonCounters? {
-        guard let balloon else { return nil }
-        return balloon.transport.withDevice { balloon.device.counters }
+    /// The transport of the first device of type `D`: how the API and the summary reach a device.
+    func transport<D: VirtioDevice>(of type: D.Type) -> VirtioMMIOTransport? {
+        virtioDevices.first { $0.transport.withDevice(type) { _ in true } ?? false }?.transport
     }
 
+    /// Runs `body` with the first device of type `D`, under its transport's lock; nil without one.
+    public func withDevice<D: VirtioDevice, R: Sendable>(_ type: D.Type, _ body: @Sendable (D) -> R) -> R? {
+        transport(of: type)?.withDevice(type, body)
+    }
+
+    /// The balloon's counters so far, or nil when the machine has no balloon.
+    public var balloonCounters: BalloonCounters? { withDevice(BalloonDevice.self) { $0.counters } }
+
     /// Why the guest broke the balloon, if it did (DEVICE_NEEDS_RESET).
-    public var balloonBrokenReason: String? { balloon?.transport.brokenReason }
+    public var balloonBrokenReason: String? { transport(of: BalloonDevice.self)?.brokenReason }
 
     /// Asks the guest to hold `bytes` in the balloon; the driver hears of it by a config interrupt.
     public func setBalloonTarget(bytes: UInt64) {
-        guard let balloon else { return }
-        balloon.transport.configChanged { balloon.device.setTarget(bytes: bytes) }
+        transport(of: BalloonDevice.self)?.configChanged(BalloonDevice.self) { $0.setTarget(bytes: bytes) }
     }
 
     /// The balloon's `actual` as the driver last wrote it, in bytes.
     public var balloonActualBytes: UInt64? {
-        guard let balloon else { return nil }
-        return balloon.transport.withDevice { UInt64(balloon.device.actualPages) * BalloonLimits.pageBytes }
+        withDevice(BalloonDevice.self) { UInt64($0.actualPages) * BalloonLimits.pageBytes }
     }
 
     /// The balloon's current target (num_pages), in bytes.
     public var balloonTargetBytes: UInt64? {
-        guard let balloon else { return nil }
-        return balloon.transport.withDevice { UInt64(balloon.device.targetPages) * BalloonLimits.pageBytes }
+        withDevice(BalloonDevice.self) { UInt64($0.targetPages) * BalloonLimits.pageBytes }
     }
 }

@@ -9,8 +9,8 @@ public struct MachineConfiguration: Sendable {
     public var kvmPath: String
     /// Populate guest RAM before boot (like QEMU's -mem-prealloc).
     public var prefault: Bool
-    /// The virtio-balloon and its options; nil: no balloon.
-    public var balloon: BalloonDevice.Options?
+    /// The virtio devices, in slot order.
+    public var devices: [VirtioDeviceConfiguration]
     /// Back guest RAM with transparent huge pages where the host allows.
     public var hugePages = true
     /// On kvm_pvm, append the kernel options a Linux guest needs there (see `HostKernelOptions`).
@@ -18,7 +18,7 @@ public struct MachineConfiguration: Sendable {
 
     public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = "",
                 memoryBytes: UInt64 = 512 << 20, cpuCount: Int = 1, kvmPath: String = "/dev/kvm",
-                prefault: Bool = false, balloon: BalloonDevice.Options? = BalloonDevice.Options()) {
+                prefault: Bool = false, devices: [VirtioDeviceConfiguration] = [.balloon(BalloonDevice.Options())]) {
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
         self.commandLine = commandLine
@@ -26,7 +26,13 @@ public struct MachineConfiguration: Sendable {
         self.cpuCount = cpuCount
         self.kvmPath = kvmPath
         self.prefault = prefault
-        self.balloon = balloon
+        self.devices = devices
+    }
+
+    /// The balloon's options, if the machine has one.
+    public var balloon: BalloonDevice.Options? {
+        for case let .balloon(options) in devices { return options }
+        return nil
     }
 }
 
@@ -40,6 +46,7 @@ public enum ConfigurationError: Error, CustomStringConvertible, Equatable {
     case cpuCount(requested: Int, maximum: Int)
     case initrdDoesNotFit(sizeBytes: UInt64)
     case kernelDoesNotFit(String)
+    case tablesDoNotFit(what: String, bytes: Int, limit: UInt64)
 
     public var description: String {
         switch self {
@@ -59,6 +66,8 @@ public enum ConfigurationError: Error, CustomStringConvertible, Equatable {
             return "the initrd (\(formatBytes(size))) does not fit in guest memory below the kernel's limit; give the guest more memory"
         case let .kernelDoesNotFit(what):
             return "the kernel does not fit in guest memory: \(what)"
+        case let .tablesDoNotFit(what, bytes, limit):
+            return "\(what) need \(bytes) bytes, more than the \(limit) Ebb reserves for them (too many devices or vCPUs)"
         }
     }
 }

@@ -25,7 +25,7 @@ public final class MemoryMonitor: @unchecked Sendable {
     public func start() throws {
         running.store(true, ordering: .releasing)
         // The thread holds the monitor until `stop()` joins it.
-        thread = try OSThread(name: "ebb-memmon") { [self] in
+        thread = try OSThread(name: "ebb-memmon", role: .memoryMonitor) { [self] in
             let started = ContinuousClock.now
             let (seconds, attoseconds) = interval.components
             var peak: UInt64 = 0

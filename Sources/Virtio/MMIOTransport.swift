@@ -1,3 +1,4 @@
+import ByteOrder
 import Devices
 import GuestMemory
 import Synchronization
@@ -6,85 +7,146 @@ import Synchronization
 /// with VIRTIO_F_VERSION_1 required, the status state machine, queue set-up, interrupt status and
 /// acknowledgement, and config space with a generation counter.
 ///
-/// A malformed queue or request puts the device in DEVICE_NEEDS_RESET and raises a config
-/// interrupt; the device then does nothing until the driver resets it (status 0).
+/// Two locks, always taken in this order: `registers` (what the driver programs; vCPU threads) and
+/// `work` (the device itself and its live queues). Queue work holds only `work`, so a slow request
+/// never stalls a vCPU reading or writing the transport's registers; InterruptStatus and
+/// DEVICE_NEEDS_RESET are atomics that either side may set. The device is owned here: nothing
+/// outside reaches it but through `withDevice`, under `work`, which the compiler checks.
+///
+/// A malformed queue puts the device in DEVICE_NEEDS_RESET and raises a config interrupt; the
+/// device then does nothing until the driver resets it (status 0).
 public final class VirtioMMIOTransport: BusDevice {
-    struct State {
+    /// What the driver programs through the registers.
+    struct Registers {
         var status: UInt32 = 0
         var deviceFeaturesSelect: UInt32 = 0
         var driverFeaturesSelect: UInt32 = 0
         var driverFeatures: UInt64 = 0
         var queueSelect: UInt32 = 0
         var queueConfigurations: [QueueConfiguration]
-        var queues: [SplitQueue?]
+        var queueMaximumSizes: [UInt16]
         var configGeneration: UInt32 = 0
-        var brokenReason: String?
-        var notificationsBeforeDriverOK: UInt64 = 0
 
-        var isLive: Bool { status & VirtioStatus.driverOK != 0 && status & VirtioStatus.deviceNeedsReset == 0 }
-
-        /// A device as reset leaves it: `count` queues of `size` entries, none ready.
-        init(queueCount count: Int, queueSize size: UInt16) {
-            queueConfigurations = Array(repeating: QueueConfiguration(size: size), count: count)
-            queues = Array(repeating: nil, count: count)
+        /// As reset leaves it: a queue of each maximum size, none ready.
+        init(queueMaximumSizes sizes: [UInt16]) {
+            queueMaximumSizes = sizes
+            queueConfigurations = sizes.map { QueueConfiguration(size: $0) }
         }
     }
 
-    public let device: any VirtioDevice
+    /// The device and the queues the driver made ready.
+    struct Work {
+        var device: any VirtioDevice
+        var queues: [SplitQueue?]
+        var driverOK = false
+        var brokenReason: String?
+        var notificationsBeforeDriverOK: UInt64 = 0
+
+        var isLive: Bool { driverOK && brokenReason == nil }
+
+        /// The maximum size of each queue the device has with `features`.
+        func queueMaximumSizes(features: UInt64) -> [UInt16] {
+            (0..<device.queueCount(features: features)).map { device.maximumQueueSize(queue: $0) }
+        }
+    }
+
+    public let name: String
+    public let deviceID: UInt32
+    public let offeredFeatures: UInt64
+    /// How often the device wants `tick`; nil: never.
+    public let tickInterval: Duration?
     private let memory: GuestMemory
     private let interrupt: @Sendable () -> Void
     private let onBroken: @Sendable (String) -> Void
     private let onDriverReady: @Sendable (UInt64) -> Void
-    private let state: Mutex<State>
-    /// InterruptStatus lives outside the lock: a driver polls it while the device works on a queue
+    private let registers: Mutex<Registers>
+    private let work: Mutex<Work>
+    /// InterruptStatus lives outside the locks: a driver polls it while the device works on a queue
     /// (discarding reported memory can take milliseconds), and its vCPU must not wait for that.
     private let interruptStatus = Atomic<UInt32>(0)
+    /// DEVICE_NEEDS_RESET: set by queue work (which may not take `registers`), cleared by a reset.
+    private let needsReset = Atomic<Bool>(false)
 
     /// `interrupt` raises the device's interrupt line; `onBroken` reports a device the guest broke;
     /// `onDriverReady` tells of each DRIVER_OK, with the negotiated features.
-    public init(device: any VirtioDevice, memory: GuestMemory, interrupt: @escaping @Sendable () -> Void,
+    public init(device: sending any VirtioDevice, memory: GuestMemory, interrupt: @escaping @Sendable () -> Void,
                 onBroken: @escaping @Sendable (String) -> Void, onDriverReady: @escaping @Sendable (UInt64) -> Void = { _ in }) {
-        self.device = device
+        name = device.name
+        deviceID = device.deviceID
+        offeredFeatures = device.offeredFeatures
+        tickInterval = device.tickInterval
+        let initial = Work(device: device, queues: [])
+        let sizes = initial.queueMaximumSizes(features: device.offeredFeatures)
+        registers = Mutex(Registers(queueMaximumSizes: sizes))
+        work = Mutex(Work(device: device, queues: Array(repeating: nil, count: sizes.count)))
         self.memory = memory
         self.interrupt = interrupt
         self.onBroken = onBroken
         self.onDriverReady = onDriverReady
-        state = Mutex(State(queueCount: device.queueCount(features: device.offeredFeatures), queueSize: device.maximumQueueSize))
     }
 
     /// Why the device is in DEVICE_NEEDS_RESET, if it is.
-    public var brokenReason: String? { state.withLock { $0.brokenReason } }
-    public var status: UInt32 { state.withLock { $0.status } }
-    public var notificationsBeforeDriverOK: UInt64 { state.withLock { $0.notificationsBeforeDriverOK } }
+    public var brokenReason: String? { work.withLock { $0.brokenReason } }
+    public var status: UInt32 { registers.withLock { $0.status } | (needsReset.load(ordering: .acquiring) ? VirtioStatus.deviceNeedsReset : 0) }
+    public var notificationsBeforeDriverOK: UInt64 { work.withLock { $0.notificationsBeforeDriverOK } }
+
+    /// Runs `body` with the device, if it is a `D`, while no queue work is under way.
+    public func withDevice<D: VirtioDevice, R: Sendable>(_ type: D.Type, _ body: @Sendable (D) -> R) -> R? {
+        work.withLock { work in (work.device as? D).map(body) }
+    }
+
+    /// The device changes its config space (e.g. a new balloon target): the driver hears of it by a
+    /// config interrupt once it is up. Returns false if the device is not a `D`.
+    @discardableResult
+    public func configChanged<D: VirtioDevice>(_ type: D.Type, _ change: @Sendable (D) -> Void) -> Bool {
+        let (changed, raise) = registers.withLock { registers -> (Bool, Bool) in
+            let changed = work.withLock { work -> Bool in
+                guard let device = work.device as? D else { return false }
+                change(device)
+                return true
+            }
+            guard changed else { return (false, false) }
+            registers.configGeneration &+= 1
+            guard registers.status & VirtioStatus.driverOK != 0 else { return (true, false) }
+            interruptStatus.bitwiseOr(VirtioInterrupt.configChange, ordering: .acquiringAndReleasing)
+            return (true, true)
+        }
+        if raise { interrupt() }
+        return changed
+    }
 
     // MARK: Register access (vCPU threads)
 
     public func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
         if offset >= VirtioMMIORegister.config {
-            state.withLock { _ in device.readConfig(offset: offset - VirtioMMIORegister.config, data: data) }
+            let count = data.count
+            let bytes = work.withLock { $0.device.readConfig(offset: offset - VirtioMMIORegister.config, count: count) }
+            for index in data.indices { data[index] = index < bytes.count ? bytes[index] : 0 }
             return
         }
         // Registers are 32-bit; other widths read as zero (virtio 1.2, 4.2.2.2).
         guard data.count == 4 else { data.storeLittleEndian(0); return }
-        if offset == VirtioMMIORegister.interruptStatus {
-            data.storeLittleEndian(UInt64(interruptStatus.load(ordering: .acquiring)))
-            return
-        }
-        let value: UInt32 = state.withLock { state in
-            switch offset {
-            case VirtioMMIORegister.magicValue: return VirtioMMIORegister.magic
-            case VirtioMMIORegister.version: return VirtioMMIORegister.layoutVersion
-            case VirtioMMIORegister.deviceID: return device.deviceID
-            case VirtioMMIORegister.vendorID: return 0x0045_4242 // "BBE"
-            case VirtioMMIORegister.deviceFeatures:
-                return state.deviceFeaturesSelect < 2 ? UInt32(truncatingIfNeeded: device.offeredFeatures >> (32 * UInt64(state.deviceFeaturesSelect))) : 0
-            case VirtioMMIORegister.queueSizeMax:
-                return Int(state.queueSelect) < state.queueConfigurations.count ? UInt32(device.maximumQueueSize) : 0
-            case VirtioMMIORegister.queueReady:
-                return selectedQueue(state).map { $0.ready ? 1 : 0 } ?? 0
-            case VirtioMMIORegister.status: return state.status
-            case VirtioMMIORegister.configGeneration: return state.configGeneration
-            default: return 0
+        let value: UInt32
+        switch offset {
+        case VirtioMMIORegister.interruptStatus: value = interruptStatus.load(ordering: .acquiring)
+        case VirtioMMIORegister.magicValue: value = VirtioMMIORegister.magic
+        case VirtioMMIORegister.version: value = VirtioMMIORegister.layoutVersion
+        case VirtioMMIORegister.deviceID: value = deviceID
+        case VirtioMMIORegister.vendorID: value = VirtioMMIORegister.vendor
+        case VirtioMMIORegister.status: value = status
+        default:
+            value = registers.withLock { registers in
+                switch offset {
+                case VirtioMMIORegister.deviceFeatures:
+                    return registers.deviceFeaturesSelect < 2 ? UInt32(truncatingIfNeeded: offeredFeatures >> (32 * UInt64(registers.deviceFeaturesSelect))) : 0
+                case VirtioMMIORegister.queueSizeMax:
+                    let index = Int(registers.queueSelect)
+                    return index < registers.queueMaximumSizes.count ? UInt32(registers.queueMaximumSizes[index]) : 0
+                case VirtioMMIORegister.queueReady:
+                    return selectedQueue(registers).map { $0.ready ? 1 : 0 } ?? 0
+                case VirtioMMIORegister.configGeneration: return registers.configGeneration
+                default: return 0
+                }
             }
         }
         data.storeLittleEndian(UInt64(value))
@@ -92,44 +154,49 @@ public final class VirtioMMIOTransport: BusDevice {
 
     public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
         if offset >= VirtioMMIORegister.config {
-            state.withLock { _ in device.writeConfig(offset: offset - VirtioMMIORegister.config, data: data) }
+            let bytes = Array(data)
+            work.withLock { $0.device.writeConfig(offset: offset - VirtioMMIORegister.config, bytes: bytes) }
             return
         }
         guard data.count == 4 else { return }
         let value = UInt32(truncatingIfNeeded: data.littleEndianValue)
-        if offset == VirtioMMIORegister.queueNotify {
+        switch offset {
+        case VirtioMMIORegister.queueNotify:
             notify(queue: Int(value))
             return
+        case VirtioMMIORegister.interruptACK:
+            interruptStatus.bitwiseAnd(~value, ordering: .acquiringAndReleasing)
+            return
+        default:
+            break
         }
         var brokenNow: String?
-        var becameLive = false
-        var features: UInt64 = 0
-        state.withLock { state in
+        var liveWithFeatures: UInt64?
+        var queueCount = 0
+        registers.withLock { registers in
             switch offset {
-            case VirtioMMIORegister.deviceFeaturesSelect: state.deviceFeaturesSelect = value
-            case VirtioMMIORegister.driverFeaturesSelect: state.driverFeaturesSelect = value
+            case VirtioMMIORegister.deviceFeaturesSelect: registers.deviceFeaturesSelect = value
+            case VirtioMMIORegister.driverFeaturesSelect: registers.driverFeaturesSelect = value
             case VirtioMMIORegister.driverFeatures:
                 // Features are fixed once FEATURES_OK is set.
-                guard state.status & VirtioStatus.featuresOK == 0, state.driverFeaturesSelect < 2 else { break }
-                let shift = 32 * UInt64(state.driverFeaturesSelect)
-                state.driverFeatures = (state.driverFeatures & ~(0xffff_ffff << shift)) | (UInt64(value) << shift)
-            case VirtioMMIORegister.queueSelect: state.queueSelect = value
-            case VirtioMMIORegister.queueSize: updateSelectedQueue(&state) { $0.size = UInt16(truncatingIfNeeded: value) }
-            case VirtioMMIORegister.queueDescriptorLow: updateSelectedQueue(&state) { $0.descriptorTable.setLow(value) }
-            case VirtioMMIORegister.queueDescriptorHigh: updateSelectedQueue(&state) { $0.descriptorTable.setHigh(value) }
-            case VirtioMMIORegister.queueDriverLow: updateSelectedQueue(&state) { $0.availRing.setLow(value) }
-            case VirtioMMIORegister.queueDriverHigh: updateSelectedQueue(&state) { $0.availRing.setHigh(value) }
-            case VirtioMMIORegister.queueDeviceLow: updateSelectedQueue(&state) { $0.usedRing.setLow(value) }
-            case VirtioMMIORegister.queueDeviceHigh: updateSelectedQueue(&state) { $0.usedRing.setHigh(value) }
+                guard registers.status & VirtioStatus.featuresOK == 0, registers.driverFeaturesSelect < 2 else { break }
+                let shift = 32 * UInt64(registers.driverFeaturesSelect)
+                registers.driverFeatures = (registers.driverFeatures & ~(0xffff_ffff << shift)) | (UInt64(value) << shift)
+            case VirtioMMIORegister.queueSelect: registers.queueSelect = value
+            case VirtioMMIORegister.queueSize: updateSelectedQueue(&registers) { $0.size = UInt16(truncatingIfNeeded: value) }
+            case VirtioMMIORegister.queueDescriptorLow: updateSelectedQueue(&registers) { $0.descriptorTable.setLow(value) }
+            case VirtioMMIORegister.queueDescriptorHigh: updateSelectedQueue(&registers) { $0.descriptorTable.setHigh(value) }
+            case VirtioMMIORegister.queueDriverLow: updateSelectedQueue(&registers) { $0.availRing.setLow(value) }
+            case VirtioMMIORegister.queueDriverHigh: updateSelectedQueue(&registers) { $0.availRing.setHigh(value) }
+            case VirtioMMIORegister.queueDeviceLow: updateSelectedQueue(&registers) { $0.usedRing.setLow(value) }
+            case VirtioMMIORegister.queueDeviceHigh: updateSelectedQueue(&registers) { $0.usedRing.setHigh(value) }
             case VirtioMMIORegister.queueReady:
-                brokenNow = setSelectedQueueReady(&state, value == 1)
-            case VirtioMMIORegister.interruptACK:
-                interruptStatus.bitwiseAnd(~value, ordering: .acquiringAndReleasing)
+                brokenNow = setSelectedQueueReady(&registers, value == 1)
             case VirtioMMIORegister.status:
-                let wasLive = state.isLive
-                brokenNow = writeStatus(&state, value)
-                becameLive = !wasLive && state.isLive
-                features = state.driverFeatures
+                let outcome = writeStatus(&registers, value)
+                brokenNow = outcome.broken
+                if outcome.becameLive { liveWithFeatures = registers.driverFeatures }
+                queueCount = registers.queueConfigurations.count
             default:
                 break
             }
@@ -137,9 +204,9 @@ public final class VirtioMMIOTransport: BusDevice {
         if let brokenNow { reportBroken(brokenNow) }
         // Linux kicks its stats queue before DRIVER_OK (virtio_balloon's init_vqs); a kick that came
         // too early was ignored, so look at every queue once the device goes live.
-        if becameLive {
+        if let features = liveWithFeatures {
             onDriverReady(features)
-            for queue in 0..<state.withLock({ $0.queues.count }) { notify(queue: queue) }
+            for queue in 0..<queueCount { notify(queue: queue) }
         }
     }
 
@@ -147,139 +214,141 @@ public final class VirtioMMIOTransport: BusDevice {
 
     /// The driver notified queue `index`: process what it made available.
     public func notify(queue index: Int) {
-        let early = state.withLock { state -> Bool in
-            guard state.status & VirtioStatus.driverOK == 0 else { return false }
-            state.notificationsBeforeDriverOK += 1
-            return true
-        }
-        guard !early else { return }
-        performQueueWork { state throws(QueueError) -> Bool in
-            guard index >= 0, index < state.queues.count, var queue = state.queues[index] else { return false }
-            let used = try device.process(queueIndex: index, queue: &queue, memory: memory)
-            state.queues[index] = queue
+        performQueueWork { work throws(QueueError) -> Bool in
+            guard work.driverOK else {
+                work.notificationsBeforeDriverOK += 1
+                return false
+            }
+            guard work.isLive, index >= 0, index < work.queues.count, var queue = work.queues[index] else { return false }
+            let used = try work.device.process(queueIndex: index, queue: &queue, memory: memory)
+            work.queues[index] = queue
             return used && queue.wantsInterrupt(memory: memory)
         }
     }
 
-    /// Runs the device's timers.
+    /// Runs the device's timed work.
     public func tick() {
-        performQueueWork { state throws(QueueError) -> Bool in
-            try device.tick(queues: &state.queues, memory: memory)
+        performQueueWork { work throws(QueueError) -> Bool in
+            guard work.isLive else { return false }
+            return try work.device.tick(queues: &work.queues, memory: memory)
         }
     }
 
-    /// Runs queue work on a live device under the lock: a `true` result raises the used-buffer
-    /// interrupt; a `QueueError` marks the device DEVICE_NEEDS_RESET and reports it.
-    private func performQueueWork(_ work: (inout State) throws(QueueError) -> Bool) {
-        let outcome = state.withLock { state -> (interrupt: Bool, broken: String?) in
-            guard state.isLive else { return (false, nil) }
+    /// Runs queue work under `work` only: a `true` result raises the used-buffer interrupt; a
+    /// `QueueError` marks the device DEVICE_NEEDS_RESET and reports it.
+    private func performQueueWork(_ body: (inout Work) throws(QueueError) -> Bool) {
+        let outcome = work.withLock { work -> (interrupt: Bool, broken: String?) in
             do {
-                guard try work(&state) else { return (false, nil) }
+                guard try body(&work) else { return (false, nil) }
                 interruptStatus.bitwiseOr(VirtioInterrupt.usedBuffer, ordering: .acquiringAndReleasing)
                 return (true, nil)
             } catch {
-                return (false, markNeedsReset(&state, "\(error)"))
+                return (false, markNeedsReset(&work, "\(error)"))
             }
         }
         if outcome.interrupt { interrupt() }
         if let broken = outcome.broken { reportBroken(broken) }
     }
 
-    /// The device changed its config space (e.g. a new balloon target): tell the driver.
-    public func configChanged(_ change: () -> Void) {
-        let raise = state.withLock { state -> Bool in
-            change()
-            state.configGeneration &+= 1
-            guard state.status & VirtioStatus.driverOK != 0 else { return false }
-            interruptStatus.bitwiseOr(VirtioInterrupt.configChange, ordering: .acquiringAndReleasing)
-            return true
-        }
-        if raise { interrupt() }
-    }
+    // MARK: State machine (under `registers`; `work` is taken inside where the device is involved)
 
-    /// Runs `body` with the device while no register access or queue work is under way.
-    public func withDevice<R>(_ body: () -> R) -> R { state.withLock { _ in body() } }
-
-    // MARK: State machine
-
-    private func selectedQueue(_ state: State) -> QueueConfiguration? {
-        Int(state.queueSelect) < state.queueConfigurations.count ? state.queueConfigurations[Int(state.queueSelect)] : nil
+    private func selectedQueue(_ registers: Registers) -> QueueConfiguration? {
+        Int(registers.queueSelect) < registers.queueConfigurations.count ? registers.queueConfigurations[Int(registers.queueSelect)] : nil
     }
 
     /// Queue registers may change only while the queue is not ready (virtio 1.2, 4.2.3.2).
-    private func updateSelectedQueue(_ state: inout State, _ change: (inout QueueConfiguration) -> Void) {
-        let index = Int(state.queueSelect)
-        guard index < state.queueConfigurations.count, !state.queueConfigurations[index].ready else { return }
-        change(&state.queueConfigurations[index])
+    private func updateSelectedQueue(_ registers: inout Registers, _ change: (inout QueueConfiguration) -> Void) {
+        let index = Int(registers.queueSelect)
+        guard index < registers.queueConfigurations.count, !registers.queueConfigurations[index].ready else { return }
+        change(&registers.queueConfigurations[index])
     }
 
-    private func setSelectedQueueReady(_ state: inout State, _ ready: Bool) -> String? {
-        let index = Int(state.queueSelect)
-        guard index < state.queueConfigurations.count else { return nil }
+    private func setSelectedQueueReady(_ registers: inout Registers, _ ready: Bool) -> String? {
+        let index = Int(registers.queueSelect)
+        guard index < registers.queueConfigurations.count else { return nil }
         guard ready else {
-            state.queueConfigurations[index].ready = false
-            state.queues[index] = nil
+            registers.queueConfigurations[index].ready = false
+            work.withLock { if index < $0.queues.count { $0.queues[index] = nil } }
             return nil
         }
-        do {
-            state.queues[index] = try SplitQueue(state.queueConfigurations[index], maximumSize: device.maximumQueueSize, memory: memory)
-            state.queueConfigurations[index].ready = true
-            return nil
-        } catch {
-            return markNeedsReset(&state, "queue \(index): \(error)")
+        let configuration = registers.queueConfigurations[index]
+        let maximum = registers.queueMaximumSizes[index]
+        return work.withLock { work -> String? in
+            do {
+                let queue = try SplitQueue(configuration, maximumSize: maximum, memory: memory)
+                guard index < work.queues.count else { return nil }
+                work.queues[index] = queue
+                registers.queueConfigurations[index].ready = true
+                return nil
+            } catch {
+                return markNeedsReset(&work, "queue \(index): \(error)")
+            }
         }
     }
 
-    private func writeStatus(_ state: inout State, _ value: UInt32) -> String? {
+    private func writeStatus(_ registers: inout Registers, _ value: UInt32) -> (broken: String?, becameLive: Bool) {
         if value == 0 {
-            resetLocked(&state)
-            return nil
+            reset(&registers)
+            return (nil, false)
         }
         var accepted = value & ~VirtioStatus.deviceNeedsReset
-        let newlySet = accepted & ~state.status
+        let newlySet = accepted & ~registers.status
         if newlySet & VirtioStatus.featuresOK != 0 {
             // Only offered features, and always VERSION_1: otherwise FEATURES_OK does not stick.
-            let features = state.driverFeatures
-            if features & ~device.offeredFeatures != 0 || features & VirtioFeature.version1 == 0 {
+            let features = registers.driverFeatures
+            if features & ~offeredFeatures != 0 || features & VirtioFeature.version1 == 0 {
                 accepted &= ~VirtioStatus.featuresOK
             } else {
-                resizeQueues(&state, count: device.queueCount(features: features))
+                resizeQueues(&registers, features: features)
             }
         }
-        state.status = accepted | (state.status & VirtioStatus.deviceNeedsReset)
-        if newlySet & VirtioStatus.driverOK != 0 {
+        registers.status = accepted
+        guard newlySet & VirtioStatus.driverOK != 0 else { return (nil, false) }
+        let features = registers.driverFeatures
+        return work.withLock { work in
             guard accepted & VirtioStatus.featuresOK != 0 else {
-                return markNeedsReset(&state, "DRIVER_OK without FEATURES_OK")
+                return (markNeedsReset(&work, "DRIVER_OK without FEATURES_OK"), false)
             }
-            device.activate(features: state.driverFeatures)
-        }
-        return nil
-    }
-
-    private func resizeQueues(_ state: inout State, count: Int) {
-        let current = state.queueConfigurations.count
-        if count < current {
-            state.queueConfigurations.removeLast(current - count)
-            state.queues.removeLast(current - count)
-        } else if count > current {
-            let added = State(queueCount: count - current, queueSize: device.maximumQueueSize)
-            state.queueConfigurations += added.queueConfigurations
-            state.queues += added.queues
+            work.device.activate(features: features)
+            work.driverOK = true
+            return (nil, work.isLive)
         }
     }
 
-    private func resetLocked(_ state: inout State) {
-        device.reset()
+    /// The negotiated features decide how many queues there are.
+    private func resizeQueues(_ registers: inout Registers, features: UInt64) {
+        let sizes = work.withLock { work -> [UInt16] in
+            let sizes = work.queueMaximumSizes(features: features)
+            work.queues = (0..<sizes.count).map { $0 < work.queues.count ? work.queues[$0] : nil }
+            return sizes
+        }
+        let kept = min(sizes.count, registers.queueConfigurations.count)
+        registers.queueConfigurations = Array(registers.queueConfigurations[0..<kept])
+            + sizes[kept...].map { QueueConfiguration(size: $0) }
+        registers.queueMaximumSizes = sizes
+    }
+
+    private func reset(_ registers: inout Registers) {
+        let sizes = work.withLock { work -> [UInt16] in
+            work.device.reset()
+            let sizes = work.queueMaximumSizes(features: offeredFeatures)
+            work.queues = Array(repeating: nil, count: sizes.count)
+            work.driverOK = false
+            work.brokenReason = nil
+            return sizes
+        }
+        needsReset.store(false, ordering: .releasing)
         interruptStatus.store(0, ordering: .releasing)
-        let (earlyNotifications, generation) = (state.notificationsBeforeDriverOK, state.configGeneration)
-        defer { (state.notificationsBeforeDriverOK, state.configGeneration) = (earlyNotifications, generation) }
-        state = State(queueCount: device.queueCount(features: device.offeredFeatures), queueSize: device.maximumQueueSize)
+        let generation = registers.configGeneration
+        registers = Registers(queueMaximumSizes: sizes)
+        registers.configGeneration = generation
     }
 
-    private func markNeedsReset(_ state: inout State, _ reason: String) -> String {
-        state.status |= VirtioStatus.deviceNeedsReset
+    /// Called with `work` held: the device stops until the driver resets it.
+    private func markNeedsReset(_ work: inout Work, _ reason: String) -> String {
+        work.brokenReason = reason
+        needsReset.store(true, ordering: .releasing)
         interruptStatus.bitwiseOr(VirtioInterrupt.configChange, ordering: .acquiringAndReleasing)
-        state.brokenReason = reason
         return reason
     }
 

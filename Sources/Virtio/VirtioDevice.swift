@@ -1,22 +1,39 @@
 import GuestMemory
 
-/// A virtio device model behind a transport. The transport serializes every call (it holds its
-/// lock), so a device keeps plain mutable state and never sees two calls at once.
-public protocol VirtioDevice: AnyObject, Sendable {
+/// A virtio device model behind a transport. The transport owns it behind a `Mutex` and serializes
+/// every call, so a device keeps plain mutable state, need not be `Sendable`, and is reached from
+/// outside only through `VirtioMMIOTransport.withDevice`.
+///
+/// Adding a device: a folder under `Sources/Virtio/` with a type conforming to this protocol, and
+/// one case in the VMM's `VirtioDeviceConfiguration` that creates it.
+public protocol VirtioDevice: AnyObject {
+    /// How the device is named in Ebb's messages ("virtio-balloon").
+    var name: String { get }
     var deviceID: UInt32 { get }
     var offeredFeatures: UInt64 { get }
-    var maximumQueueSize: UInt16 { get }
     /// How many queues exist with these features (virtio numbers only the negotiated ones).
     func queueCount(features: UInt64) -> Int
-    func readConfig(offset: UInt64, data: UnsafeMutableRawBufferPointer)
-    func writeConfig(offset: UInt64, data: UnsafeRawBufferPointer)
+    /// QueueSizeMax of queue `index`.
+    func maximumQueueSize(queue index: Int) -> UInt16
+    /// `count` bytes of config space from `offset` (zeros past its end).
+    func readConfig(offset: UInt64, count: Int) -> [UInt8]
+    /// The driver wrote `bytes` at `offset` of config space.
+    func writeConfig(offset: UInt64, bytes: [UInt8])
     /// The driver set DRIVER_OK with these features.
     func activate(features: UInt64)
     /// Consumes what the driver made available on queue `index`; returns whether any chain was
-    /// returned to the driver (so a used-buffer interrupt is due).
+    /// returned to the driver (so a used-buffer interrupt is due). Throw only for a broken ring
+    /// (the device then needs a reset); a bad request is answered in the request itself.
     func process(queueIndex: Int, queue: inout SplitQueue, memory: GuestMemory) throws(QueueError) -> Bool
-    /// Periodic work (timers); same contract as `process`, for every active queue.
+    /// How often the device's thread calls `tick`; nil: never, so an idle device wakes no one.
+    var tickInterval: Duration? { get }
+    /// Timed work; same contract as `process`, for every active queue.
     func tick(queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool
     /// The driver reset the device: forget everything negotiated.
     func reset()
+}
+
+extension VirtioDevice {
+    public var tickInterval: Duration? { nil }
+    public func tick(queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool { false }
 }

@@ -49,6 +49,8 @@ public enum VirtioMMIORegister {
 
     /// "virt" in little-endian.
     public static let magic: UInt32 = 0x7472_6976
+    /// VendorID: "BBE" (Ebb) in little-endian.
+    public static let vendor: UInt32 = 0x0045_4242
     public static let layoutVersion: UInt32 = 2
     /// The window each device occupies; config space ends well before it.
     public static let windowLength: UInt64 = 0x200

@@ -33,8 +33,11 @@ struct Run: ParsableCommand {
     @Option(help: "Guest RAM, e.g. 512M or 2G (a bare number is MiB). Default: 512M, 1G for the demo.")
     var memory: String?
 
-    @Option(help: "Number of vCPUs.")
-    var cpus: Int = 1
+    @Option(help: "Number of vCPUs (default 1).")
+    var cpus: Int?
+
+    @Option(help: "A Firecracker-format JSON config file (boot-source, machine-config, balloon); options given here override it. Without a balloon section there is no balloon.")
+    var configFile: String?
 
     @Option(help: "KVM device (also $EBB_KVM_DEVICE).")
     var kvmDevice: String?
@@ -42,14 +45,14 @@ struct Run: ParsableCommand {
     @Flag(help: "Populate all guest RAM before boot, so the guest takes no page faults at run time.")
     var prefault = false
 
-    @Option(help: "Back guest RAM with transparent huge pages (on|off): faster first touch and reclaim.")
-    var hugePages: Switch = .on
+    @Option(help: "Back guest RAM with transparent huge pages (on|off, default on): faster first touch and reclaim.")
+    var hugePages: Switch?
 
-    @Option(help: "The virtio-balloon device (on|off).")
-    var balloon: Switch = .on
+    @Option(help: "The virtio-balloon device (on|off, default on).")
+    var balloon: Switch?
 
-    @Option(help: "Free page reporting on the balloon (on|off).")
-    var freePageReporting: Switch = .on
+    @Option(help: "Free page reporting on the balloon (on|off, default on).")
+    var freePageReporting: Switch?
 
     @Option(help: "Smallest block the guest reports, as a page order (9 = 2 MiB); passed on the kernel command line.")
     var reportingOrder: Int?
@@ -58,7 +61,7 @@ struct Run: ParsableCommand {
     var balloonTarget: String?
 
     @Option(help: "Ask the guest for balloon statistics every this many seconds (0: never).")
-    var statsInterval: Double = 0
+    var statsInterval: Double?
 
     @Option(help: "On kvm_pvm hosts, add the kernel options Linux needs there (on|off).")
     var hostKernelOptions: Switch = .on
@@ -69,7 +72,13 @@ struct Run: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Print host memory as it changes (default: on for the demo).")
     var memoryProgress: Bool?
 
-    var isDemo: Bool { kernel == nil && cmdline == nil }
+    /// The demo: Ebb's test kernel touching, freeing and reporting 512 MiB of a 1 GiB guest.
+    enum Demo {
+        static let memoryBytes: UInt64 = 1 << 30
+        static let commandLine = "ebb.scenario=reclaim ebb.touch=512 ebb.hold=2"
+    }
+
+    var isDemo: Bool { kernel == nil && cmdline == nil && configFile == nil }
 
     func validate() throws {
         if let memory, parseSize(memory) == nil {
@@ -78,31 +87,24 @@ struct Run: ParsableCommand {
         if let balloonTarget, balloonTarget != "0", parseSize(balloonTarget) == nil {
             throw ValidationError("balloon target '\(balloonTarget)' is not a size (use e.g. 256M)")
         }
-        guard cpus >= 1 else { throw ValidationError("--cpus must be at least 1, not \(cpus)") }
+        if let cpus, cpus < 1 { throw ValidationError("--cpus must be at least 1, not \(cpus)") }
         if let reportingOrder, !(0...10).contains(reportingOrder) {
             throw ValidationError("--reporting-order must be between 0 and 10, not \(reportingOrder)")
         }
-        guard statsInterval >= 0, statsInterval <= 3600 else { throw ValidationError("--stats-interval must be 0 to 3600 seconds") }
+        if let statsInterval, !(0...3600).contains(statsInterval) { throw ValidationError("--stats-interval must be 0 to 3600 seconds") }
         if balloon == .off, balloonTarget != nil { throw ValidationError("--balloon-target needs the balloon (--balloon on)") }
     }
 
     func run() throws {
-        let usesTestKernel = kernel == nil
-        guard let kernelPath = kernel ?? DefaultGuest.kernelPath() else {
-            fail("no --kernel given and the default guest is not built: run guest/build-test-kernel.sh (or scripts/run)")
+        ThreadRegistry.registerCurrentThread(as: .main)
+        let configuration: MachineConfiguration
+        do {
+            configuration = try resources().configuration()
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            fail("\(error)")
         }
-        var configuration = MachineConfiguration(
-            kernelPath: kernelPath,
-            initrdPath: initrd,
-            commandLine: commandLine(usesTestKernel: usesTestKernel),
-            memoryBytes: memory.flatMap(parseSize) ?? (isDemo ? 1 << 30 : 512 << 20),
-            cpuCount: cpus,
-            kvmPath: kvmDevice ?? environment("EBB_KVM_DEVICE") ?? KVMDevice.defaultPath,
-            prefault: prefault,
-            balloon: balloonOptions())
-        configuration.addHostKernelOptions = hostKernelOptions == .on && !usesTestKernel
-        configuration.hugePages = hugePages == .on
-
         let machine: Machine
         do {
             machine = try Machine(configuration: configuration, output: writeToStandardOutput)
@@ -132,20 +134,61 @@ struct Run: ParsableCommand {
         throw ExitCode(exit.exitCode)
     }
 
+    /// The machine as the config file (if any) and then these options describe it: both go
+    /// through `MachineResources`' setters, the options last so that they override the file.
+    func resources() throws -> MachineResources {
+        var resources = MachineResources()
+        if let configFile {
+            do { try ConfigFile.load(path: configFile).apply(to: &resources) } catch { fail("config file '\(configFile)': \(error)") }
+        }
+        let usesTestKernel = kernel == nil && resources.kernelPath == nil
+        guard let kernelPath = kernel ?? resources.kernelPath ?? DefaultGuest.kernelPath() else {
+            fail("no --kernel given and the default guest is not built: run guest/build-test-kernel.sh (or scripts/run)")
+        }
+        do {
+            try resources.setBootSource(kernelPath: kernelPath, initrdPath: initrd ?? resources.initrdPath)
+            resources.setCommandLine(commandLine(base: cmdline ?? (configFile != nil ? resources.commandLine : nil), usesTestKernel: usesTestKernel))
+            try resources.setMachine(cpuCount: cpus, memoryBytes: memory.flatMap(parseSize) ?? (isDemo ? Demo.memoryBytes : nil))
+            try resources.setBalloon(balloonOptions(from: resources.balloon))
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            // A value no machine can have, as Machine itself would refuse it: status 1, one line.
+            fail("\(error)")
+        }
+        resources.kvmPath = kvmDevice ?? environment("EBB_KVM_DEVICE") ?? resources.kvmPath
+        resources.prefault = prefault || resources.prefault
+        if let hugePages { resources.hugePages = hugePages == .on }
+        resources.addHostKernelOptions = hostKernelOptions == .on && !usesTestKernel
+        return resources
+    }
+
     /// The user's command line, or the demo's; plus the reporting order as Linux's parameter (as
     /// WSL2 sets it), which the test kernel reads too.
-    func commandLine(usesTestKernel: Bool) -> String {
-        var line = cmdline ?? (usesTestKernel ? "ebb.scenario=reclaim ebb.touch=512 ebb.hold=2" : "console=ttyS0")
+    func commandLine(base: String?, usesTestKernel: Bool) -> String {
+        var line = base ?? (usesTestKernel ? Demo.commandLine : "console=ttyS0")
         if let reportingOrder { line += " page_reporting.page_reporting_order=\(reportingOrder)" }
         return line
     }
 
-    func balloonOptions() -> BalloonDevice.Options? {
-        guard balloon == .on else { return nil }
-        return BalloonDevice.Options(
-            freePageReporting: freePageReporting == .on,
-            statisticsInterval: statsInterval > 0 ? .milliseconds(Int64(statsInterval * 1000)) : nil,
-            targetBytes: balloonTarget.flatMap(parseSize) ?? 0)
+    /// The balloon the config file gave (or the default one), changed by the balloon options.
+    func balloonOptions(from configured: BalloonDevice.Options?) throws -> BalloonDevice.Options? {
+        var options = configured
+        switch balloon {
+        case .off?: options = nil
+        case .on?: options = options ?? MachineResources.Defaults.balloon
+        case nil: break
+        }
+        guard var options else {
+            if freePageReporting != nil || balloonTarget != nil || statsInterval != nil {
+                throw ValidationError("the balloon options need the balloon (--balloon on, or a balloon section in the config file)")
+            }
+            return nil
+        }
+        if let freePageReporting { options.freePageReporting = freePageReporting == .on }
+        if let statsInterval { options.statisticsInterval = statsInterval > 0 ? .milliseconds(Int64(statsInterval * 1000)) : nil }
+        if let balloonTarget { options.targetBytes = parseSize(balloonTarget) ?? 0 }
+        return options
     }
 
     func printSummary(machine: Machine, exit: MachineExit) {

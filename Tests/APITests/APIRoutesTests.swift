@@ -59,4 +59,15 @@ final class FakeBalloon: MachineControl, Sendable {
         #expect(routes.handle(method: "PATCH", path: "/balloon", body: [UInt8](repeating: 0x20, count: 100_000)).status == 413)
         #expect(balloon.balloonTargetBytes == 0)
     }
+
+    /// Firecracker's bodies deny unknown fields, and a target above the guest's memory would
+    /// squeeze it to nothing: both are refused with the reason.
+    @Test func unknownFieldsAndTargetsAboveGuestMemoryAreRefused() {
+        let unknown = routes.handle(method: "PATCH", path: "/balloon", body: Array(#"{"amount_mib": 1, "amount": 2}"#.utf8))
+        #expect(unknown.status == 400 && unknown.body.contains("unknown field 'amount'"), "\(unknown.body)")
+        let tooLarge = routes.handle(method: "PATCH", path: "/balloon", body: Array(#"{"amount_mib": 1024}"#.utf8))
+        #expect(tooLarge.status == 400 && tooLarge.body.contains("768 MiB"), "\(tooLarge.body)")
+        #expect(routes.handle(method: "PATCH", path: "/balloon", body: Array(#"{"amount_mib": 768}"#.utf8)) == .noContent)
+        #expect(balloon.balloonTargetBytes == 768 << 20)
+    }
 }

@@ -35,8 +35,9 @@ import Testing
         }
         #expect(offset == length)
         #expect(types.count == u16(bytes, 34))
-        // 3 processors, the ISA bus, the IOAPIC, ExtINT + 15 ISA interrupts, ExtINT and NMI pins.
-        #expect(types == [0, 0, 0, 1, 2] + [UInt8](repeating: 3, count: 16) + [4, 4])
+        // 3 processors, the ISA bus, the IOAPIC, ExtINT + an interrupt for each of the other 23
+        // IOAPIC inputs (IRQ 0 on pin 2), ExtINT and NMI pins.
+        #expect(types == [0, 0, 0, 1, 2] + [UInt8](repeating: 3, count: 24) + [4, 4])
     }
 
     @Test func processorsAndInterruptRoutingMatchTheMADT() {
@@ -49,7 +50,7 @@ import Testing
         #expect(bytes[ioAPIC + 1] == 3 && u32(bytes, ioAPIC + 4) == 0xfec0_0000)
         // Interrupt entries: (type, source IRQ, destination pin). ISA IRQ 0 is on pin 2, as in the MADT.
         var routes: [(UInt8, UInt8, UInt8)] = []
-        for index in 0..<16 {
+        for index in 0..<24 {
             let entry = ioAPIC + 8 + 8 * index
             #expect(bytes[entry + 6] == 3, "every interrupt goes to IOAPIC 3")
             routes.append((bytes[entry + 1], bytes[entry + 5], bytes[entry + 7]))
@@ -57,5 +58,7 @@ import Testing
         #expect(routes[0] == (3, 0, 0))
         #expect(routes[1] == (0, 0, 2))
         #expect(routes.dropFirst(2).allSatisfy { $0.0 == 0 && $0.1 == $0.2 && $0.1 != 2 })
+        // Every pin from 3 to 23 is routed: device GSIs above 15 included.
+        #expect(Set(routes.dropFirst(2).map(\.2)) == Set([1] + Array(3...23)))
     }
 }

@@ -27,15 +27,13 @@ extension VirtioMMIOTransport {
 /// A balloon behind its transport, driven through registers as Linux's virtio_mmio does.
 struct BalloonFixture {
     let memory: GuestMemory
-    let balloon: BalloonDevice
     let transport: VirtioMMIOTransport
     let events = Events()
 
     init(options: BalloonDevice.Options = .init(), megabytes: UInt64 = 64) throws {
         memory = try makeMemory(megabytes: megabytes)
-        balloon = BalloonDevice(options: options)
         let events = self.events
-        transport = VirtioMMIOTransport(device: balloon, memory: memory, interrupt: { events.interrupt() }, onBroken: { events.broke($0) })
+        transport = VirtioMMIOTransport(device: BalloonDevice(options: options), memory: memory, interrupt: { events.interrupt() }, onBroken: { events.broke($0) })
     }
 
     /// ACK, DRIVER, features, FEATURES_OK; returns whether FEATURES_OK stuck.
@@ -69,7 +67,7 @@ struct BalloonFixture {
         transport.write32(VirtioMMIORegister.status, VirtioStatus.acknowledge | VirtioStatus.driver | VirtioStatus.featuresOK | VirtioStatus.driverOK)
     }
 
-    var counters: BalloonCounters { transport.withDevice { balloon.counters } }
+    var counters: BalloonCounters { transport.withDevice(BalloonDevice.self) { $0.counters } ?? BalloonCounters() }
     var needsReset: Bool { transport.read32(VirtioMMIORegister.status) & VirtioStatus.deviceNeedsReset != 0 }
 }
 
@@ -238,7 +236,7 @@ let reportingFeatures = VirtioFeature.version1 | BalloonFeature.reporting
         #expect(fixture.negotiate(VirtioFeature.version1))
         fixture.driverOK()
         let generation = fixture.transport.read32(VirtioMMIORegister.configGeneration)
-        fixture.transport.configChanged { fixture.balloon.setTarget(bytes: 256 << 20) }
+        #expect(fixture.transport.configChanged(BalloonDevice.self) { $0.setTarget(bytes: 256 << 20) })
         #expect(fixture.transport.read32(VirtioMMIORegister.config) == 65536)
         #expect(fixture.transport.read32(VirtioMMIORegister.configGeneration) != generation)
         #expect(fixture.transport.read32(VirtioMMIORegister.interruptStatus) & VirtioInterrupt.configChange != 0)

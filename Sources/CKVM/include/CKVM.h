@@ -9,6 +9,11 @@
 #include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/eventfd.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
 
 static inline int ebb_ioctl_none(int fd, unsigned long request) { return ioctl(fd, request, 0); }
 static inline int ebb_ioctl_value(int fd, unsigned long request, unsigned long value) { return ioctl(fd, request, value); }
@@ -16,6 +21,42 @@ static inline int ebb_ioctl_ptr(int fd, unsigned long request, void *arg) { retu
 
 // prctl(2) is variadic too: names the calling thread (at most 15 characters are kept).
 static inline int ebb_set_thread_name(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0); }
+
+// The kernel's id of the calling thread (per-thread CPU time, seccomp by role).
+static inline int ebb_gettid(void) { return (int)syscall(SYS_gettid); }
+
+// CPU time of thread `tid` of this process in nanoseconds, or -1: its per-thread CPU clock, the
+// clock id glibc's pthread_getcpuclockid makes ((~tid << 3) | CPUCLOCK_PERTHREAD | CPUCLOCK_SCHED).
+// Exact, where /proc's schedstat lags until the scheduler next accounts the thread.
+static inline long long ebb_thread_cpu_nanoseconds(int tid) {
+    struct timespec time;
+    clockid_t clock = (clockid_t)((~(unsigned)tid << 3) | 6);
+    if (clock_gettime(clock, &time) != 0) return -1;
+    return (long long)time.tv_sec * 1000000000LL + time.tv_nsec;
+}
+
+// epoll for device event threads: struct epoll_event is packed and holds a union, so Swift sees
+// only tokens (the event's data.u64) and readability.
+static inline int ebb_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+static inline int ebb_epoll_add(int epfd, int fd, uint64_t token) {
+    struct epoll_event event = { .events = EPOLLIN, .data.u64 = token };
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
+}
+enum { EBB_EPOLL_BATCH = 16 };
+// Waits for up to EBB_EPOLL_BATCH readable sources; their tokens go to `tokens`.
+static inline int ebb_epoll_wait(int epfd, uint64_t tokens[EBB_EPOLL_BATCH], int timeout_ms) {
+    struct epoll_event events[EBB_EPOLL_BATCH];
+    int count = epoll_wait(epfd, events, EBB_EPOLL_BATCH, timeout_ms);
+    for (int i = 0; i < count; i++) tokens[i] = events[i].data.u64;
+    return count;
+}
+
+// A periodic CLOCK_MONOTONIC timerfd, non-blocking.
+static inline int ebb_timerfd_create(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK); }
+static inline int ebb_timerfd_set_period(int fd, long seconds, long nanoseconds) {
+    struct itimerspec setting = { .it_interval = { seconds, nanoseconds }, .it_value = { seconds, nanoseconds } };
+    return timerfd_settime(fd, 0, &setting, 0);
+}
 
 // eventfd flags, for KVM_IOEVENTFD / KVM_IRQFD notifiers.
 static const int EBB_EFD_CLOEXEC = EFD_CLOEXEC;

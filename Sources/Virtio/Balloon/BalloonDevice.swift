@@ -1,3 +1,4 @@
+import ByteOrder
 import Devices
 import GuestMemory
 
@@ -5,8 +6,8 @@ import GuestMemory
 /// the balloon are discarded on the host (`madvise(MADV_DONTNEED)`), so the host's resident memory
 /// falls; deflated pages simply fault back in when the guest touches them.
 ///
-/// Called only by `VirtioMMIOTransport`, under its lock (see `VirtioDevice`).
-public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
+/// Called only by `VirtioMMIOTransport`, which owns it, under its lock (see `VirtioDevice`).
+public final class BalloonDevice: VirtioDevice {
     public struct Options: Sendable, Equatable {
         public var freePageReporting = true
         public var deflateOnOOM = true
@@ -27,15 +28,20 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
 
     public let options: Options
     public let offeredFeatures: UInt64
+    public var name: String { "virtio-balloon" }
     public var deviceID: UInt32 { Self.id }
-    public var maximumQueueSize: UInt16 { BalloonLimits.queueSize }
+    public func maximumQueueSize(queue index: Int) -> UInt16 { BalloonLimits.queueSize }
+    /// The statistics interval: each tick hands the held statistics buffer back, which asks the
+    /// driver for fresh figures. No statistics, no timer.
+    public var tickInterval: Duration? { options.statisticsInterval }
 
     /// Config space: num_pages is Ebb's target, actual is the driver's answer.
     public private(set) var targetPages: UInt32
     public private(set) var actualPages: UInt32 = 0
     public private(set) var counters = BalloonCounters()
     private var roles: [BalloonQueue]
-    private var heldStatistics: (head: UInt16, since: ContinuousClock.Instant)?
+    /// The statistics buffer the driver gave last, kept until Ebb wants the next update.
+    private var heldStatistics: UInt16?
 
     public init(options: Options) {
         self.options = options
@@ -65,22 +71,22 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
         actualPages = 0
     }
 
-    public func readConfig(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
+    public func readConfig(offset: UInt64, count: Int) -> [UInt8] {
         var config = [UInt8](repeating: 0, count: Self.configBytes)
         config.withUnsafeMutableBytes { bytes in
             UnsafeMutableRawBufferPointer(rebasing: bytes[0..<4]).storeLittleEndian(UInt64(targetPages))
             UnsafeMutableRawBufferPointer(rebasing: bytes[4..<8]).storeLittleEndian(UInt64(actualPages))
         }
-        for index in data.indices {
-            let position = Int(offset) + index
-            data[index] = offset < UInt64(Self.configBytes) && position < config.count ? config[position] : 0
+        return (0..<count).map { index in
+            let (position, overflow) = offset.addingReportingOverflow(UInt64(index))
+            return !overflow && position < UInt64(config.count) ? config[Int(position)] : 0
         }
     }
 
-    public func writeConfig(offset: UInt64, data: UnsafeRawBufferPointer) {
+    public func writeConfig(offset: UInt64, bytes: [UInt8]) {
         // Only `actual` (offset 4) is the driver's to write.
-        guard offset == 4, data.count == 4 else { return }
-        actualPages = UInt32(truncatingIfNeeded: data.littleEndianValue)
+        guard offset == 4, bytes.count == 4 else { return }
+        actualPages = UInt32(littleEndianValue(bytes[0..<4]))
     }
 
     public func process(queueIndex: Int, queue: inout SplitQueue, memory: GuestMemory) throws(QueueError) -> Bool {
@@ -95,8 +101,8 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
             case .stats:
                 try readStatistics(chain, memory: memory)
                 // Keep the buffer: returning it is how Ebb asks for the next update.
-                if let held = heldStatistics { try queue.pushUsed(head: held.head, length: 0, memory: memory); used = true }
-                heldStatistics = (chain.head, ContinuousClock.now)
+                if let held = heldStatistics { try queue.pushUsed(head: held, length: 0, memory: memory); used = true }
+                heldStatistics = chain.head
                 continue
             case .reporting:
                 report(chain, memory: memory)
@@ -108,10 +114,9 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
     }
 
     public func tick(queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool {
-        guard let interval = options.statisticsInterval, let held = heldStatistics,
-              ContinuousClock.now - held.since >= interval,
+        guard let held = heldStatistics,
               let index = roles.firstIndex(of: .stats), index < queues.count, var queue = queues[index] else { return false }
-        try queue.pushUsed(head: held.head, length: 0, memory: memory)
+        try queue.pushUsed(head: held, length: 0, memory: memory)
         queues[index] = queue
         heldStatistics = nil
         return true
@@ -172,7 +177,7 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
                 throw .bufferOutsideRAM(address: descriptor.address.value, length: descriptor.length)
             }
             for offset in stride(from: 0, to: bytes.count, by: 4) {
-                let pfn = littleEndian(bytes[offset..<offset + 4])
+                let pfn = littleEndianValue(bytes[offset..<offset + 4])
                 guard let page = GuestRange(start: GuestAddress(pfn << 12), length: BalloonLimits.pageBytes),
                       memory.region(containing: page) != nil else {
                     counters.invalidPFNs += 1
@@ -197,17 +202,13 @@ public final class BalloonDevice: VirtioDevice, @unchecked Sendable {
         }
         // Packed entries: le16 tag, le64 value.
         for offset in stride(from: 0, to: bytes.count - bytes.count % 10, by: 10) {
-            let tag = UInt16(littleEndian(bytes[offset..<offset + 2]))
-            counters.guestStatistics[tag] = littleEndian(bytes[offset + 2..<offset + 10])
+            let tag = UInt16(littleEndianValue(bytes[offset..<offset + 2]))
+            counters.guestStatistics[tag] = littleEndianValue(bytes[offset + 2..<offset + 10])
         }
         counters.statisticsUpdates += 1
     }
 }
 
-/// Up to 8 bytes read from guest memory as a little-endian integer.
-private func littleEndian(_ bytes: ArraySlice<UInt8>) -> UInt64 {
-    bytes.withUnsafeBytes { $0.littleEndianValue }
-}
 
 /// Joins ranges that follow each other in guest memory, within one RAM region, so that each run
 /// costs one `madvise`: each call makes KVM invalidate the guest's mappings and flush every

@@ -1,3 +1,5 @@
+import GuestMemory
+
 /// virtio-balloon constants (virtio 1.2, 5.5), named as there.
 public enum BalloonFeature {
     public static let mustTellHost: UInt64 = 1 << 0
@@ -45,7 +47,7 @@ public enum BalloonStatTag: UInt16, Sendable, CaseIterable {
 
 public enum BalloonLimits {
     /// The guest page size PFNs count in (VIRTIO_BALLOON_PFN_SHIFT = 12).
-    public static let pageBytes: UInt64 = 4096
+    public static let pageBytes: UInt64 = GuestPage.bytes
     /// Linux sends at most 256 PFNs per inflate/deflate buffer; accept up to 16x that.
     public static let maximumPFNArrayBytes = 16 * 256 * 4
     /// A stats buffer of more than this many entries is not from a real driver.

@@ -1,0 +1,216 @@
+import FoundationEssentials
+import Virtio
+import VMM
+
+/// Request bodies and the config file in Firecracker's format (its swagger definition), decoded
+/// strictly: like Firecracker, an unknown field is an error, not something to ignore. Each body
+/// applies itself to `MachineResources` through its validated setters, so the command line, the
+/// config file and the API configure a machine the same way.
+
+/// Any key of a JSON object, to find the ones a type does not know.
+struct AnyKey: CodingKey {
+    let stringValue: String
+    let intValue: Int? = nil
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+extension Decoder {
+    /// Throws for the first key of this object that `Keys` does not name.
+    func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ known: Keys.Type) throws {
+        let names = Set(Keys.allCases.map(\.stringValue))
+        let container = try container(keyedBy: AnyKey.self)
+        if let unknown = container.allKeys.first(where: { !names.contains($0.stringValue) }) {
+            throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [unknown], debugDescription: "unknown field '\(unknown.stringValue)'"))
+        }
+    }
+}
+
+/// A body that could not be used: the text is the API's `fault_message` or the config file error.
+public struct BodyError: Error, Equatable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+
+    /// A decoding error as one line naming the field.
+    init(decoding error: any Error) {
+        switch error {
+        case let DecodingError.dataCorrupted(context):
+            self.init(Self.describe(context))
+        case let DecodingError.keyNotFound(key, context):
+            self.init("missing field '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'")
+        case let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context):
+            self.init("field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+        default:
+            self.init("the body is not valid JSON")
+        }
+    }
+
+    private static func describe(_ context: DecodingError.Context) -> String {
+        let path = context.codingPath.dropLast().map(\.stringValue).joined(separator: ".")
+        guard context.debugDescription.hasPrefix("unknown field") else { return "the body is not valid JSON" }
+        return path.isEmpty ? context.debugDescription : "\(context.debugDescription) in '\(path)'"
+    }
+}
+
+/// Decodes `T` from `bytes`, every error as a `BodyError`.
+func decodeBody<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws(BodyError) -> T {
+    do { return try JSONDecoder().decode(type, from: Data(bytes)) } catch { throw BodyError(decoding: error) }
+}
+
+/// PUT /boot-source; "boot-source" in a config file.
+public struct BootSourceBody: Decodable, Equatable {
+    public var kernelImagePath: String
+    public var bootArgs: String?
+    public var initrdPath: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case kernelImagePath = "kernel_image_path", bootArgs = "boot_args", initrdPath = "initrd_path"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        kernelImagePath = try container.decode(String.self, forKey: .kernelImagePath)
+        bootArgs = try container.decodeIfPresent(String.self, forKey: .bootArgs)
+        initrdPath = try container.decodeIfPresent(String.self, forKey: .initrdPath)
+    }
+
+    public func apply(to resources: inout MachineResources) throws(ResourcesError) {
+        try resources.setBootSource(kernelPath: kernelImagePath, initrdPath: initrdPath, commandLine: bootArgs)
+    }
+}
+
+/// PUT/PATCH /machine-config; "machine-config" in a config file.
+public struct MachineConfigBody: Decodable, Equatable {
+    public var vcpuCount: Int?
+    public var memSizeMib: UInt64?
+    public var smt: Bool?
+    public var trackDirtyPages: Bool?
+    /// "None" or "2M": guest RAM on 4 KiB pages or on (transparent) 2 MiB pages.
+    public var hugePages: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case vcpuCount = "vcpu_count", memSizeMib = "mem_size_mib", smt, trackDirtyPages = "track_dirty_pages", hugePages = "huge_pages"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        vcpuCount = try container.decodeIfPresent(Int.self, forKey: .vcpuCount)
+        memSizeMib = try container.decodeIfPresent(UInt64.self, forKey: .memSizeMib)
+        smt = try container.decodeIfPresent(Bool.self, forKey: .smt)
+        trackDirtyPages = try container.decodeIfPresent(Bool.self, forKey: .trackDirtyPages)
+        hugePages = try container.decodeIfPresent(String.self, forKey: .hugePages)
+    }
+
+    public func apply(to resources: inout MachineResources) throws(ResourcesError) {
+        if smt == true { throw .invalid("smt is not supported: Ebb's vCPUs are one thread per core") }
+        if trackDirtyPages == true { throw .invalid("track_dirty_pages is not supported: Ebb has no snapshots") }
+        let (memoryBytes, overflow) = (memSizeMib ?? 0).multipliedReportingOverflow(by: 1 << 20)
+        guard !overflow else { throw .invalid("mem_size_mib \(memSizeMib ?? 0) is too large") }
+        try resources.setMachine(cpuCount: vcpuCount, memoryBytes: memSizeMib == nil ? nil : memoryBytes)
+        switch hugePages {
+        case nil: break
+        case "None": resources.hugePages = false
+        case "2M": resources.hugePages = true
+        case let other?: throw .invalid("huge_pages '\(other)' is not one of None, 2M")
+        }
+    }
+}
+
+/// PUT /balloon; "balloon" in a config file.
+public struct BalloonBody: Decodable, Equatable {
+    public var amountMib: UInt64
+    public var deflateOnOom: Bool
+    public var statsPollingIntervalS: Int?
+    public var freePageReporting: Bool?
+    public var freePageHinting: Bool?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case amountMib = "amount_mib", deflateOnOom = "deflate_on_oom", statsPollingIntervalS = "stats_polling_interval_s"
+        case freePageReporting = "free_page_reporting", freePageHinting = "free_page_hinting"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        amountMib = try container.decode(UInt64.self, forKey: .amountMib)
+        deflateOnOom = try container.decode(Bool.self, forKey: .deflateOnOom)
+        statsPollingIntervalS = try container.decodeIfPresent(Int.self, forKey: .statsPollingIntervalS)
+        freePageReporting = try container.decodeIfPresent(Bool.self, forKey: .freePageReporting)
+        freePageHinting = try container.decodeIfPresent(Bool.self, forKey: .freePageHinting)
+    }
+
+    public func apply(to resources: inout MachineResources) throws(ResourcesError) {
+        if freePageHinting == true { throw .invalid("free_page_hinting is not supported: Ebb returns free memory by free page reporting") }
+        let (target, overflow) = amountMib.multipliedReportingOverflow(by: 1 << 20)
+        guard !overflow else { throw .invalid("amount_mib \(amountMib) is too large") }
+        let interval = statsPollingIntervalS ?? 0
+        guard interval >= 0 else { throw .invalid("stats_polling_interval_s must not be negative") }
+        try resources.setBalloon(BalloonDevice.Options(
+            freePageReporting: freePageReporting ?? true, deflateOnOOM: deflateOnOom,
+            statisticsInterval: interval > 0 ? .seconds(interval) : nil, targetBytes: target))
+    }
+}
+
+/// PATCH /balloon: a new target.
+public struct BalloonUpdateBody: Decodable, Equatable {
+    public var amountMib: UInt64
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case amountMib = "amount_mib" }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        amountMib = try decoder.container(keyedBy: CodingKeys.self).decode(UInt64.self, forKey: .amountMib)
+    }
+}
+
+/// Firecracker's `--config-file`: the same sections as the API's PUTs, in one JSON object.
+public struct ConfigFile: Decodable {
+    public var bootSource: BootSourceBody
+    public var machineConfig: MachineConfigBody?
+    public var balloon: BalloonBody?
+    /// Sections Firecracker has and Ebb does not implement yet: refused when not empty.
+    var unsupported: [String] = []
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case bootSource = "boot-source", machineConfig = "machine-config", balloon
+        case drives, networkInterfaces = "network-interfaces", logger, metrics, vsock, mmdsConfig = "mmds-config"
+        case entropy, cpuConfig = "cpu-config"
+    }
+
+    /// Any JSON value, to see whether an unsupported section holds anything.
+    private struct Present: Decodable {
+        let isEmpty: Bool
+        init(from decoder: any Decoder) throws {
+            if let array = try? decoder.unkeyedContainer() { isEmpty = array.count == 0; return }
+            isEmpty = (try? decoder.singleValueContainer().decodeNil()) ?? false
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        bootSource = try container.decode(BootSourceBody.self, forKey: .bootSource)
+        machineConfig = try container.decodeIfPresent(MachineConfigBody.self, forKey: .machineConfig)
+        balloon = try container.decodeIfPresent(BalloonBody.self, forKey: .balloon)
+        let sections: [CodingKeys] = [.drives, .networkInterfaces, .logger, .metrics, .vsock, .mmdsConfig, .entropy, .cpuConfig]
+        for key in sections where container.contains(key) {
+            if try container.decode(Present.self, forKey: key).isEmpty == false { unsupported.append(key.stringValue) }
+        }
+    }
+
+    /// Reads and decodes a config file; every problem is one line.
+    public static func load(path: String) throws(BodyError) -> ConfigFile {
+        guard let data = FileManager.default.contents(atPath: path) else { throw BodyError("cannot read '\(path)'") }
+        return try decodeBody(ConfigFile.self, from: Array(data))
+    }
+
+    /// Applies every section, in Firecracker's order: machine, then balloon, then boot source.
+    public func apply(to resources: inout MachineResources) throws(ResourcesError) {
+        if let first = unsupported.first { throw .invalid("'\(first)' is not supported by Ebb yet") }
+        try machineConfig?.apply(to: &resources)
+        if let balloon { try balloon.apply(to: &resources) } else { try resources.setBalloon(nil) }
+        try bootSource.apply(to: &resources)
+    }
+}

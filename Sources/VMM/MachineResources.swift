@@ -1,0 +1,102 @@
+import GuestMemory
+import Virtio
+
+/// The machine being configured, before it exists (Firecracker's VmResources): the command line,
+/// a config file and the API each set it through these validated setters, in any order, and
+/// `configuration()` turns it into the `MachineConfiguration` a `Machine` is built from. Every
+/// default lives in `Defaults`. What depends on the host (its RAM, KVM's vCPU limit) or on the
+/// kernel file is checked when the machine is built.
+public struct MachineResources: Sendable, Equatable {
+    public enum Defaults {
+        public static let memoryBytes: UInt64 = 512 << 20
+        public static let cpuCount = 1
+        public static let kvmPath = "/dev/kvm"
+        /// The balloon is on, with free page reporting and deflate-on-OOM: returning memory is
+        /// what Ebb is for.
+        public static let balloon = BalloonDevice.Options()
+        public static let hugePages = true
+    }
+
+    public private(set) var kernelPath: String?
+    public private(set) var initrdPath: String?
+    public private(set) var commandLine = ""
+    public private(set) var memoryBytes = Defaults.memoryBytes
+    public private(set) var cpuCount = Defaults.cpuCount
+    public private(set) var balloon: BalloonDevice.Options? = Defaults.balloon
+    public var kvmPath = Defaults.kvmPath
+    public var prefault = false
+    public var hugePages = Defaults.hugePages
+    /// On kvm_pvm, append the kernel options a Linux guest needs there (see `HostKernelOptions`).
+    public var addHostKernelOptions = true
+
+    public init() {}
+
+    /// The kernel, its initrd and command line (Firecracker's boot-source).
+    public mutating func setBootSource(kernelPath: String, initrdPath: String? = nil, commandLine: String? = nil) throws(ResourcesError) {
+        guard !kernelPath.isEmpty else { throw .invalid("the kernel path is empty") }
+        if let initrdPath, initrdPath.isEmpty { throw .invalid("the initrd path is empty") }
+        self.kernelPath = kernelPath
+        self.initrdPath = initrdPath
+        if let commandLine { self.commandLine = commandLine }
+    }
+
+    public mutating func setCommandLine(_ line: String) { commandLine = line }
+
+    /// vCPUs and guest RAM (Firecracker's machine-config); nil leaves a value as it is.
+    public mutating func setMachine(cpuCount: Int? = nil, memoryBytes: UInt64? = nil) throws(ResourcesError) {
+        if let cpuCount {
+            guard (1...Machine.maximumCPUs).contains(cpuCount) else {
+                throw .invalid("\(cpuCount) vCPUs requested: Ebb supports 1 to \(Machine.maximumCPUs)")
+            }
+            self.cpuCount = cpuCount
+        }
+        if let memoryBytes {
+            guard memoryBytes >= Layout.minimumMemoryBytes else {
+                throw .invalid("guest memory \(formatBytes(memoryBytes)) is too small: Ebb needs at least \(formatBytes(Layout.minimumMemoryBytes))")
+            }
+            guard memoryBytes % GuestPage.bytes == 0 else {
+                throw .invalid("guest memory \(memoryBytes) bytes is not a whole number of 4 KiB pages")
+            }
+            if let balloon, balloon.targetBytes > memoryBytes { throw .balloonTargetTooLarge(target: balloon.targetBytes, memory: memoryBytes) }
+            self.memoryBytes = memoryBytes
+        }
+    }
+
+    /// The balloon and its options, or nil for none.
+    public mutating func setBalloon(_ options: BalloonDevice.Options?) throws(ResourcesError) {
+        if let options {
+            guard options.targetBytes <= memoryBytes else { throw .balloonTargetTooLarge(target: options.targetBytes, memory: memoryBytes) }
+            if let interval = options.statisticsInterval, interval < .zero || interval > .seconds(3600) {
+                throw .invalid("a statistics interval must be 0 to 3600 seconds")
+            }
+        }
+        balloon = options
+    }
+
+    /// What a `Machine` is built from; throws if no kernel was given.
+    public func configuration() throws(ResourcesError) -> MachineConfiguration {
+        guard let kernelPath else { throw .missing("a kernel (boot source)") }
+        var configuration = MachineConfiguration(kernelPath: kernelPath, initrdPath: initrdPath, commandLine: commandLine,
+                                                 memoryBytes: memoryBytes, cpuCount: cpuCount, kvmPath: kvmPath,
+                                                 prefault: prefault, devices: balloon.map { [.balloon($0)] } ?? [])
+        configuration.hugePages = hugePages
+        configuration.addHostKernelOptions = addHostKernelOptions
+        return configuration
+    }
+}
+
+/// A configuration value refused by a setter, one line for the user (or the API's fault_message).
+public enum ResourcesError: Error, Equatable, CustomStringConvertible {
+    case invalid(String)
+    case missing(String)
+    case balloonTargetTooLarge(target: UInt64, memory: UInt64)
+
+    public var description: String {
+        switch self {
+        case let .invalid(what): what
+        case let .missing(what): "no \(what) was configured"
+        case let .balloonTargetTooLarge(target, memory):
+            "a balloon target of \(formatBytes(target)) is more than the guest's \(formatBytes(memory)) of memory"
+        }
+    }
+}
