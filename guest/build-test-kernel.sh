@@ -17,7 +17,7 @@ OBJDUMP="${OBJDUMP:-objdump}"
 PYTHON="${PYTHON:-python3}"
 
 # Code at CPL0 is emulated instruction by instruction on kvm_pvm hosts, and some
-# instructions stop the vCPU there (see PLATFORM.md): no SSE/x87/popcnt/lzcnt/BMI,
+# instructions stop the vCPU there (see docs/hosts.md): no SSE/x87/popcnt/lzcnt/BMI,
 # no red zone (exception frames), no PIC, fixed link address.
 CFLAGS=(
 	-std=gnu11 -O2 -Wall -Wextra

@@ -16,7 +16,7 @@ func debianGuest() throws -> (vmlinux: String, bzImage: String) {
 /// accepts Ebb's boot protocol, e820 map and ACPI tables.
 @Suite(.enabled(if: kvmAvailable, kvmSkipReason), .serialized)
 struct StockLinuxTests {
-    /// Kernel options this host's KVM needs (PLATFORM.md); harmless elsewhere.
+    /// Kernel options this host's KVM needs (docs/hosts.md); harmless elsewhere.
     static let hostOptions = "noxsave clearcpuid=popcnt,smap tsc=reliable"
 
     @Test func debianKernelParsesE820AndACPITablesAndFindsCPUsFromMADT() throws {

@@ -1,7 +1,7 @@
 /*
  * Port I/O, MMIO and a few single instructions as inline functions.
  * Only instructions that the kvm_pvm host emulates correctly at CPL0 are
- * used here (see /work/shared/PLATFORM.md): in/out, mov, rdtsc, pause, hlt.
+ * used here (see docs/hosts.md): in/out, mov, rdtsc, pause, hlt.
  */
 #ifndef EBB_IO_H
 #define EBB_IO_H
