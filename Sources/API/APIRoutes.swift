@@ -41,14 +41,16 @@ public struct APIResponse: Equatable, Sendable {
 }
 
 /// The routes, following Firecracker's API where it has one: `GET/PATCH /balloon`,
-/// `GET /balloon/statistics`, `GET /machine-config`, and `GET /` for instance information.
+/// `GET /balloon/statistics`, `GET /machine-config`, and `GET /` for instance information. They
+/// answer before the machine exists too, from its configuration.
 public struct APIRoutes: Sendable {
-    let machine: any MachineControl
+    let control: ControlPlane
     static let mebibyte: UInt64 = 1 << 20
     /// Request bodies larger than this are refused before parsing.
     public static let maximumBodyBytes = 64 * 1024
 
-    public init(machine: any MachineControl) { self.machine = machine }
+    public init(control: ControlPlane) { self.control = control }
+    public init(machine: any MachineControl) { self.init(control: ControlPlane(running: machine)) }
 
     struct InstanceInfo: Encodable {
         let id: String, state: String, vmmVersion: String, appName: String
@@ -86,11 +88,36 @@ public struct APIRoutes: Sendable {
         guard body.count <= Self.maximumBodyBytes else { return .error(413, "request body too large") }
         switch (method, path) {
         case ("GET", "/"):
-            return .json(InstanceInfo(id: "ebb", state: "Running", vmmVersion: "0.1.0", appName: "ebb"))
+            let state = control.phase == .running ? "Running" : "Not started"
+            return .json(InstanceInfo(id: "ebb", state: state, vmmVersion: "0.1.0", appName: "ebb"))
         case ("GET", "/machine-config"):
-            let configuration = machine.configuration
-            return .json(MachineConfig(vcpuCount: configuration.cpuCount, memSizeMib: configuration.memoryBytes / Self.mebibyte,
-                                       smt: false, trackDirtyPages: false))
+            let (cpus, memory) = control.machine.map { ($0.configuration.cpuCount, $0.configuration.memoryBytes) }
+                ?? (control.resources.cpuCount, control.resources.memoryBytes)
+            return .json(MachineConfig(vcpuCount: cpus, memSizeMib: memory / Self.mebibyte, smt: false, trackDirtyPages: false))
+        case ("PUT", "/machine-config"), ("PATCH", "/machine-config") where control.phase == .configuring:
+            // Before the start, through the same setters as the command line and the config file.
+            do {
+                let update = try decodeBody(MachineConfigBody.self, from: body)
+                try control.configure { resources throws(ResourcesError) in try update.apply(to: &resources) }
+                return .noContent
+            } catch let error as BodyError {
+                return .error(400, error.description)
+            } catch {
+                return .error(400, "\(error)")
+            }
+        default:
+            break
+        }
+        guard let machine = control.machine else {
+            return Self.knownPaths.contains(path) ? .error(400, ControlError.beforeStart.description) : .error(404, "no such resource: \(path)")
+        }
+        return handleRunning(method: method, path: path, body: body, machine: machine)
+    }
+
+    static let knownPaths: Set<String> = ["/", "/balloon", "/balloon/statistics", "/machine-config"]
+
+    private func handleRunning(method: String, path: String, body: [UInt8], machine: any MachineControl) -> APIResponse {
+        switch (method, path) {
         case ("PUT", "/machine-config"), ("PATCH", "/machine-config"):
             return .error(400, "the machine is configured on ebb's command line before it boots; it cannot change while it runs")
         case ("GET", "/balloon"):

@@ -97,32 +97,31 @@ struct Run: ParsableCommand {
 
     func run() throws {
         ThreadRegistry.registerCurrentThread(as: .main)
+        let resources = try resources()
         let configuration: MachineConfiguration
+        do { configuration = try resources.configuration() } catch { fail("\(error)") }
+        // The API serves from before the machine exists ("Not started"), as Firecracker's does;
+        // the signals are blocked first, so that its thread inherits the mask.
+        HostSignalWatcher.blockWatchedSignals()
+        let control = ControlPlane(resources: resources)
+        let api: APIServer?
         do {
-            configuration = try resources().configuration()
-        } catch let error as ValidationError {
-            throw error
+            api = try apiSocket.map { try APIServer(socketPath: $0, routes: APIRoutes(control: control)) }
         } catch {
-            fail("\(error)")
+            fail("cannot serve the API on '\(apiSocket ?? "")': \(error)")
         }
         let machine: Machine
         do {
             machine = try Machine(configuration: configuration, output: writeToStandardOutput)
         } catch {
+            api?.stop()
             fail("\(error)")
         }
         report("host profile: \(HostProfile.current.description)")
         if !machine.addedKernelOptions.isEmpty {
             report("added kernel options for kvm_pvm: \(machine.addedKernelOptions.joined(separator: " ")) (--host-kernel-options off to leave them out)")
         }
-        // Before the API and progress threads start, so that they inherit the mask too.
-        HostSignalWatcher.blockWatchedSignals()
-        let api: APIServer?
-        do {
-            api = try apiSocket.map { try APIServer(socketPath: $0, routes: APIRoutes(machine: machine)) }
-        } catch {
-            fail("cannot serve the API on '\(apiSocket ?? "")': \(error)")
-        }
+        control.attach(machine)
         let progress = (memoryProgress ?? isDemo) ? MemoryProgress(machine: machine) : nil
         try progress?.start()
         let outcome = Result { try machine.run() }

@@ -1,0 +1,49 @@
+import Dispatch
+import Synchronization
+import Testing
+import VMM
+@testable import API
+
+/// The API before the machine exists: it answers from the configuration, changes it through the
+/// same setters as the command line, and hands a start to the VMM thread.
+@Suite struct ControlPlaneTests {
+    @Test func beforeTheStartTheRoutesSeeTheConfiguration() {
+        let control = ControlPlane(resources: MachineResources())
+        let routes = APIRoutes(control: control)
+        #expect(routes.handle(method: "GET", path: "/", body: []).body.contains(#""state":"Not started""#))
+        let set = routes.handle(method: "PUT", path: "/machine-config", body: Array(#"{"vcpu_count": 2, "mem_size_mib": 256}"#.utf8))
+        #expect(set == .noContent, "\(set.body)")
+        #expect(routes.handle(method: "GET", path: "/machine-config", body: []).body
+            == #"{"mem_size_mib":256,"smt":false,"track_dirty_pages":false,"vcpu_count":2}"#)
+        let bad = routes.handle(method: "PATCH", path: "/machine-config", body: Array(#"{"vcpu_count": 0}"#.utf8))
+        #expect(bad.status == 400 && bad.body.contains("0 vCPUs requested"), "\(bad.body)")
+        let unknown = routes.handle(method: "PATCH", path: "/machine-config", body: Array(#"{"vcpus": 3}"#.utf8))
+        #expect(unknown.status == 400 && unknown.body.contains("unknown field 'vcpus'"), "\(unknown.body)")
+        let balloon = routes.handle(method: "PATCH", path: "/balloon", body: Array(#"{"amount_mib": 1}"#.utf8))
+        #expect(balloon.status == 400 && balloon.body.contains("not supported before starting the microVM"), "\(balloon.body)")
+        #expect(routes.handle(method: "GET", path: "/nothing", body: []).status == 404)
+    }
+
+    @Test func aStartIsHandedToTheThreadThatBuildsTheMachine() throws {
+        let control = ControlPlane(resources: MachineResources())
+        // Not complete yet: no kernel.
+        #expect(throws: ControlError.invalid(.missing("a kernel (boot source)"))) { try control.requestStart() }
+        try control.configure { resources throws(ResourcesError) in try resources.setBootSource(kernelPath: "/k") }
+        let handed = Mutex<MachineResources?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            let resources = control.waitForStart()
+            handed.withLock { $0 = resources }
+            done.signal()
+        }
+        try control.requestStart()
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(handed.withLock { $0?.kernelPath } == "/k")
+        #expect(control.phase == .starting)
+        // Once started, the configuration is fixed.
+        #expect(throws: ControlError.afterStart) { try control.configure { $0.prefault = true } }
+        #expect(throws: ControlError.afterStart) { try control.requestStart() }
+        control.attach(FakeBalloon())
+        #expect(APIRoutes(control: control).handle(method: "GET", path: "/", body: []).body.contains(#""state":"Running""#))
+    }
+}
