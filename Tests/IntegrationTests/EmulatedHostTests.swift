@@ -9,105 +9,107 @@ let userSpaceTestsRunNatively = ProcessInfo.processInfo.environment["EBB_USER_SP
 let qemuAvailable = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
     .contains { FileManager.default.isExecutableFile(atPath: "\($0)/qemu-system-x86_64") }
 
-/// Debian's stock kernel with its user space, on a KVM with hardware-virtualization semantics:
-/// kvm_amd inside QEMU's emulator (scripts/svm-host), so these run on any machine, this project's
-/// kvm_pvm hosts and machines without /dev/kvm included. Each test boots one emulated host and runs
-/// scripts/reclaim-linux there with this build's ebb; the figures it prints are emulated time.
-@Suite(.enabled(if: qemuAvailable || userSpaceTestsRunNatively,
-                "needs QEMU (qemu-system-x86) for the emulated AMD-V host, and it is not installed"),
-       .serialized)
-struct EmulatedHostTests {
-    struct Outcome {
-        let status: Int32
-        let output: String
-        /// The figures of reclaim-linux's last line ("reclaim-linux: result key=value ...").
-        let figures: [String: String]
+extension HeavyGuestTests {
+    /// Debian's stock kernel with its user space, on a KVM with hardware-virtualization semantics:
+    /// kvm_amd inside QEMU's emulator (scripts/svm-host), so these run on any machine, this project's
+    /// kvm_pvm hosts and machines without /dev/kvm included. Each test boots one emulated host and runs
+    /// scripts/reclaim-linux there with this build's ebb; the figures it prints are emulated time.
+    @Suite(.enabled(if: qemuAvailable || userSpaceTestsRunNatively,
+                    "needs QEMU (qemu-system-x86) for the emulated AMD-V host, and it is not installed"),
+           .serialized)
+    struct EmulatedHostTests {
+        struct Outcome {
+            let status: Int32
+            let output: String
+            /// The figures of reclaim-linux's last line ("reclaim-linux: result key=value ...").
+            let figures: [String: String]
 
-        func number(_ key: String) -> Double? { figures[key].flatMap(Double.init) }
-        /// The command line the guest's /init saw.
-        var guestCommandLine: String? {
-            output.split(separator: "\n").first { $0.hasPrefix("init: cmdline ") }.map { String($0.dropFirst(14)) }
-        }
-    }
-
-    /// Runs `scripts/reclaim-linux ARGUMENTS` with this build's ebb on a fresh emulated host.
-    func reclaimLinux(_ arguments: [String]) throws -> Outcome {
-        let process = Process()
-        let command = ["scripts/reclaim-linux", "--ebb", try ebbExecutable()] + arguments
-        if userSpaceTestsRunNatively {
-            process.executableURL = packageRoot.appendingPathComponent(command[0])
-            process.arguments = Array(command.dropFirst())
-        } else {
-            process.executableURL = packageRoot.appendingPathComponent("scripts/svm-host")
-            process.arguments = ["--timeout", "900", "--"] + command
-        }
-        process.currentDirectoryURL = packageRoot
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let output = String(decoding: data, as: UTF8.self)
-        var figures: [String: String] = [:]
-        if let last = output.split(separator: "\n").last(where: { $0.hasPrefix("reclaim-linux: result ") }) {
-            for pair in last.split(separator: " ").dropFirst(2) {
-                let parts = pair.split(separator: "=", maxSplits: 1)
-                if parts.count == 2 { figures[String(parts[0])] = String(parts[1]) }
+            func number(_ key: String) -> Double? { figures[key].flatMap(Double.init) }
+            /// The command line the guest's /init saw.
+            var guestCommandLine: String? {
+                output.split(separator: "\n").first { $0.hasPrefix("init: cmdline ") }.map { String($0.dropFirst(14)) }
             }
         }
-        print("emulated host, reclaim-linux \(arguments.joined(separator: " ")): \(figures.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
-        return Outcome(status: process.terminationStatus, output: output, figures: figures)
-    }
 
-    /// What every run on this host shows: the hardware profile, none of the kvm_pvm paths.
-    func expectHardwareProfile(_ outcome: Outcome, cpus: Int) {
-        #expect(outcome.output.contains("ebb: host profile: hardware virtualization"), "\(outcome.output.suffix(3000))")
-        #expect(!outcome.output.contains("added kernel options for kvm_pvm"))
-        #expect(!outcome.output.contains("int3 passed to the guest"))
-        let commandLine = outcome.guestCommandLine ?? ""
-        #expect(!commandLine.isEmpty, "the guest's /init did not print its command line")
-        for option in ["noxsave", "clearcpuid", "tsc_early_khz", "tsc=reliable"] {
-            #expect(!commandLine.contains(option), "\(option) on the guest's command line: \(commandLine)")
+        /// Runs `scripts/reclaim-linux ARGUMENTS` with this build's ebb on a fresh emulated host.
+        func reclaimLinux(_ arguments: [String]) throws -> Outcome {
+            let process = Process()
+            let command = ["scripts/reclaim-linux", "--ebb", try ebbExecutable()] + arguments
+            if userSpaceTestsRunNatively {
+                process.executableURL = packageRoot.appendingPathComponent(command[0])
+                process.arguments = Array(command.dropFirst())
+            } else {
+                process.executableURL = packageRoot.appendingPathComponent("scripts/svm-host")
+                process.arguments = ["--timeout", "900", "--"] + command
+            }
+            process.currentDirectoryURL = packageRoot
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            let output = String(decoding: data, as: UTF8.self)
+            var figures: [String: String] = [:]
+            if let last = output.split(separator: "\n").last(where: { $0.hasPrefix("reclaim-linux: result ") }) {
+                for pair in last.split(separator: " ").dropFirst(2) {
+                    let parts = pair.split(separator: "=", maxSplits: 1)
+                    if parts.count == 2 { figures[String(parts[0])] = String(parts[1]) }
+                }
+            }
+            print("emulated host, reclaim-linux \(arguments.joined(separator: " ")): \(figures.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+            return Outcome(status: process.terminationStatus, output: output, figures: figures)
         }
-        #expect(outcome.output.contains("init: cpus \(cpus)\n"), "\(outcome.output.suffix(3000))")
-    }
 
-    func expectReclaimed(_ outcome: Outcome) {
-        #expect(outcome.status == 0, "\(outcome.output.suffix(4000))")
-        #expect(outcome.figures["status"] == "0", "ebb's exit status: \(outcome.figures["status"] ?? "none")")
-        #expect(outcome.output.contains("anon-touch: freed 512 MiB"))
-        let returned = outcome.number("returned-pct") ?? 0
-        #expect(returned >= 90, "ebb's RSS fell by \(returned)% of its growth: \(outcome.output.suffix(3000))")
-    }
+        /// What every run on this host shows: the hardware profile, none of the kvm_pvm paths.
+        func expectHardwareProfile(_ outcome: Outcome, cpus: Int) {
+            #expect(outcome.output.contains("ebb: host profile: hardware virtualization"), "\(outcome.output.suffix(3000))")
+            #expect(!outcome.output.contains("added kernel options for kvm_pvm"))
+            #expect(!outcome.output.contains("int3 passed to the guest"))
+            let commandLine = outcome.guestCommandLine ?? ""
+            #expect(!commandLine.isEmpty, "the guest's /init did not print its command line")
+            for option in ["noxsave", "clearcpuid", "tsc_early_khz", "tsc=reliable"] {
+                #expect(!commandLine.contains(option), "\(option) on the guest's command line: \(commandLine)")
+            }
+            #expect(outcome.output.contains("init: cpus \(cpus)\n"), "\(outcome.output.suffix(3000))")
+        }
 
-    @Test func bzImageOneVCPUUserSpaceFreesAnonymousMemoryAndEbbsRSSFalls() throws {
-        let outcome = try reclaimLinux(["--kernel", "bzimage", "--cpus", "1", "--hold", "10"])
-        expectReclaimed(outcome)
-        expectHardwareProfile(outcome, cpus: 1)
-    }
+        func expectReclaimed(_ outcome: Outcome) {
+            #expect(outcome.status == 0, "\(outcome.output.suffix(4000))")
+            #expect(outcome.figures["status"] == "0", "ebb's exit status: \(outcome.figures["status"] ?? "none")")
+            #expect(outcome.output.contains("anon-touch: freed 512 MiB"))
+            let returned = outcome.number("returned-pct") ?? 0
+            #expect(returned >= 90, "ebb's RSS fell by \(returned)% of its growth: \(outcome.output.suffix(3000))")
+        }
 
-    @Test func pvhVmlinuxTwoVCPUsUserSpaceFreesAnonymousMemoryAndEbbsRSSFalls() throws {
-        let outcome = try reclaimLinux(["--kernel", "vmlinux", "--cpus", "2", "--hold", "10"])
-        expectReclaimed(outcome)
-        expectHardwareProfile(outcome, cpus: 2)
-    }
+        @Test func bzImageOneVCPUUserSpaceFreesAnonymousMemoryAndEbbsRSSFalls() throws {
+            let outcome = try reclaimLinux(["--kernel", "bzimage", "--cpus", "1", "--hold", "10"])
+            expectReclaimed(outcome)
+            expectHardwareProfile(outcome, cpus: 1)
+        }
 
-    /// WSL2's order: 128 KiB blocks instead of 2 MiB.
-    @Test func reportingOrder5ReturnsTheMemoryToo() throws {
-        let outcome = try reclaimLinux(["--kernel", "vmlinux", "--cpus", "1", "--hold", "10", "--reporting-order", "5"])
-        expectReclaimed(outcome)
-        #expect(outcome.guestCommandLine?.contains("page_reporting.page_reporting_order=5") == true)
-        expectHardwareProfile(outcome, cpus: 1)
-    }
+        @Test func pvhVmlinuxTwoVCPUsUserSpaceFreesAnonymousMemoryAndEbbsRSSFalls() throws {
+            let outcome = try reclaimLinux(["--kernel", "vmlinux", "--cpus", "2", "--hold", "10"])
+            expectReclaimed(outcome)
+            expectHardwareProfile(outcome, cpus: 2)
+        }
 
-    /// `reboot -f` in the guest ends ebb with its reset exit code, 2.
-    @Test func guestRebootEndsEbbWithTheResetCode() throws {
-        let outcome = try reclaimLinux(["--kernel", "bzimage", "--cpus", "2", "--scenario", "reboot"])
-        #expect(outcome.status == 0, "\(outcome.output.suffix(4000))")
-        #expect(outcome.output.contains("init: reboot -f"))
-        #expect(outcome.figures["status"] == "2", "\(outcome.output.suffix(3000))")
-        expectHardwareProfile(outcome, cpus: 2)
+        /// WSL2's order: 128 KiB blocks instead of 2 MiB.
+        @Test func reportingOrder5ReturnsTheMemoryToo() throws {
+            let outcome = try reclaimLinux(["--kernel", "vmlinux", "--cpus", "1", "--hold", "10", "--reporting-order", "5"])
+            expectReclaimed(outcome)
+            #expect(outcome.guestCommandLine?.contains("page_reporting.page_reporting_order=5") == true)
+            expectHardwareProfile(outcome, cpus: 1)
+        }
+
+        /// `reboot -f` in the guest ends ebb with its reset exit code, 2.
+        @Test func guestRebootEndsEbbWithTheResetCode() throws {
+            let outcome = try reclaimLinux(["--kernel", "bzimage", "--cpus", "2", "--scenario", "reboot"])
+            #expect(outcome.status == 0, "\(outcome.output.suffix(4000))")
+            #expect(outcome.output.contains("init: reboot -f"))
+            #expect(outcome.figures["status"] == "2", "\(outcome.output.suffix(3000))")
+            expectHardwareProfile(outcome, cpus: 2)
+        }
     }
 }

@@ -20,67 +20,69 @@ func smallLinuxKernel() throws -> String {
     return String(line.dropFirst("VMLINUX=".count))
 }
 
-/// Linux's own virtio_mmio, virtio_balloon and page_reporting on Ebb's devices, with the kernel
-/// file unmodified (Ebb passes its int3 self-test as hardware would).
-@Suite(.enabled(if: kvmAvailable, kvmSkipReason), .serialized)
-struct LinuxDriverTests {
-    /// Idle after the initcalls with no root device, so workqueues (and page reporting) keep running.
-    static let commandLine = "console=ttyS0 rootdelay=100000 initcall_blacklist=pty_init,blake2s_mod_init percpu_alloc=page"
+extension HeavyGuestTests {
+    /// Linux's own virtio_mmio, virtio_balloon and page_reporting on Ebb's devices, with the kernel
+    /// file unmodified (Ebb passes its int3 self-test as hardware would).
+    @Suite(.enabled(if: kvmAvailable, kvmSkipReason), .serialized)
+    struct LinuxDriverTests {
+        /// Idle after the initcalls with no root device, so workqueues (and page reporting) keep running.
+        static let commandLine = "console=ttyS0 rootdelay=100000 initcall_blacklist=pty_init,blake2s_mod_init percpu_alloc=page"
 
-    struct Stages { var firstLine: Double?; var probe: Double?; var firstReport: Double?; var returned: Double? }
+        struct Stages { var firstLine: Double?; var probe: Double?; var firstReport: Double?; var returned: Double? }
 
-    func boot(memory: String, memoryBytes: UInt64, cpus: Int, returnedFraction: Double) throws -> (Stages, EbbProcess.Result, UInt64) {
-        let kernel = try smallLinuxKernel()
-        let socket = FileManager.default.temporaryDirectory.appendingPathComponent("ebb-linux-\(getpid())-\(cpus).sock").path
-        let started = Date()
-        let ebb = try EbbProcess(["run", "--kernel", kernel, "--memory", memory, "--cpus", "\(cpus)", "--prefault",
-                                  "--api-socket", socket, "--cmdline", Self.commandLine])
-        var stages = Stages()
-        let sampler = RSSSampler(pid: ebb.pid, interval: 0.1)
-        var peak: UInt64 = 0
-        let deadline = Date().addingTimeInterval(300)
-        while Date() < deadline {
-            let now = Date().timeIntervalSince(started)
-            let out = ebb.stdout
-            if stages.firstLine == nil, out.contains("\n") { stages.firstLine = now }
-            if stages.probe == nil, out.contains("Free page reporting enabled") { stages.probe = now }
-            if stages.firstReport == nil, let stats = try? unixHTTP(socket, "GET", "/balloon/statistics"),
-               stats.body.contains("\"free_page_reports\":"), !stats.body.contains("\"free_page_reports\":0,") {
-                stages.firstReport = now
+        func boot(memory: String, memoryBytes: UInt64, cpus: Int, returnedFraction: Double) throws -> (Stages, EbbProcess.Result, UInt64) {
+            let kernel = try smallLinuxKernel()
+            let socket = FileManager.default.temporaryDirectory.appendingPathComponent("ebb-linux-\(getpid())-\(cpus).sock").path
+            let started = Date()
+            let ebb = try EbbProcess(["run", "--kernel", kernel, "--memory", memory, "--cpus", "\(cpus)", "--prefault",
+                                      "--api-socket", socket, "--cmdline", Self.commandLine])
+            var stages = Stages()
+            let sampler = RSSSampler(pid: ebb.pid, interval: 0.1)
+            var peak: UInt64 = 0
+            let deadline = Date().addingTimeInterval(300)
+            while Date() < deadline {
+                let now = Date().timeIntervalSince(started)
+                let out = ebb.stdout
+                if stages.firstLine == nil, out.contains("\n") { stages.firstLine = now }
+                if stages.probe == nil, out.contains("Free page reporting enabled") { stages.probe = now }
+                if stages.firstReport == nil, let stats = try? unixHTTP(socket, "GET", "/balloon/statistics"),
+                   stats.body.contains("\"free_page_reports\":"), !stats.body.contains("\"free_page_reports\":0,") {
+                    stages.firstReport = now
+                }
+                let samples = sampler.samplesSoFar
+                peak = max(peak, RSSSampler.peak(samples))
+                if stages.firstReport != nil, let last = samples.last?.residentBytes,
+                   Double(peak - min(last, peak)) >= returnedFraction * Double(memoryBytes) {
+                    stages.returned = now
+                    break
+                }
+                if ebb.stdout.contains("Kernel panic") { break }
+                Thread.sleep(forTimeInterval: 0.5)
             }
-            let samples = sampler.samplesSoFar
-            peak = max(peak, RSSSampler.peak(samples))
-            if stages.firstReport != nil, let last = samples.last?.residentBytes,
-               Double(peak - min(last, peak)) >= returnedFraction * Double(memoryBytes) {
-                stages.returned = now
-                break
-            }
-            if ebb.stdout.contains("Kernel panic") { break }
-            Thread.sleep(forTimeInterval: 0.5)
+            _ = sampler.stop()
+            ebb.signal(SIGTERM)
+            let result = ebb.finish(seconds: 30)
+            func seconds(_ value: Double?) -> String { value.map { String(format: "%.1f s", $0) } ?? "never" }
+            print("Linux \(memory), \(cpus) vCPU: first line \(seconds(stages.firstLine)), balloon probed \(seconds(stages.probe)), first report \(seconds(stages.firstReport)), \(Int(returnedFraction * 100))% of RAM returned \(seconds(stages.returned)); peak RSS \(peak >> 20) MiB")
+            return (stages, result, peak)
         }
-        _ = sampler.stop()
-        ebb.signal(SIGTERM)
-        let result = ebb.finish(seconds: 30)
-        func seconds(_ value: Double?) -> String { value.map { String(format: "%.1f s", $0) } ?? "never" }
-        print("Linux \(memory), \(cpus) vCPU: first line \(seconds(stages.firstLine)), balloon probed \(seconds(stages.probe)), first report \(seconds(stages.firstReport)), \(Int(returnedFraction * 100))% of RAM returned \(seconds(stages.returned)); peak RSS \(peak >> 20) MiB")
-        return (stages, result, peak)
-    }
 
-    @Test(arguments: [1, 2])
-    func linuxReportsFreeMemoryAndTheHostGetsItBack(cpus: Int) throws {
-        let (stages, result, peak) = try boot(memory: "512M", memoryBytes: 512 * mebibyte, cpus: cpus, returnedFraction: 0.8)
-        #expect(stages.probe != nil, "no 'Free page reporting enabled':\n\(result.stdout.suffix(3000))\n\(result.stderr)")
-        #expect(result.stderr.contains("virtio-balloon: driver ready"), "Linux's virtio_mmio never drove the device: \(result.stderr)")
-        #expect(stages.firstReport != nil, "Ebb's counters show no report from Linux")
-        #expect(peak >= 512 * mebibyte, "prefault should make all RAM resident (peak \(peak >> 20) MiB)")
-        #expect(stages.returned != nil, "ebb's RSS did not fall by 80% of guest RAM")
-        #expect(!result.stderr.contains("needs reset"), "\(result.stderr)")
-        // The kernel has CONFIG_X86_MPPARSE: it finds Ebb's MP table instead of scanning the BIOS area.
-        #expect(result.stdout.contains("found SMP MP-table at [mem 0x000f0000-0x000f000f]"), "\(result.stdout.prefix(3000))")
-    }
+        @Test(arguments: [1, 2])
+        func linuxReportsFreeMemoryAndTheHostGetsItBack(cpus: Int) throws {
+            let (stages, result, peak) = try boot(memory: "512M", memoryBytes: 512 * mebibyte, cpus: cpus, returnedFraction: 0.8)
+            #expect(stages.probe != nil, "no 'Free page reporting enabled':\n\(result.stdout.suffix(3000))\n\(result.stderr)")
+            #expect(result.stderr.contains("virtio-balloon: driver ready"), "Linux's virtio_mmio never drove the device: \(result.stderr)")
+            #expect(stages.firstReport != nil, "Ebb's counters show no report from Linux")
+            #expect(peak >= 512 * mebibyte, "prefault should make all RAM resident (peak \(peak >> 20) MiB)")
+            #expect(stages.returned != nil, "ebb's RSS did not fall by 80% of guest RAM")
+            #expect(!result.stderr.contains("needs reset"), "\(result.stderr)")
+            // The kernel has CONFIG_X86_MPPARSE: it finds Ebb's MP table instead of scanning the BIOS area.
+            #expect(result.stdout.contains("found SMP MP-table at [mem 0x000f0000-0x000f000f]"), "\(result.stdout.prefix(3000))")
+        }
 
-    @Test func a128MiBGuestReportsToo() throws {
-        let (stages, result, _) = try boot(memory: "128M", memoryBytes: 128 * mebibyte, cpus: 1, returnedFraction: 0.5)
-        #expect(stages.firstReport != nil, "no report from a 128 MiB guest:\n\(result.stdout.suffix(2000))\n\(result.stderr)")
+        @Test func a128MiBGuestReportsToo() throws {
+            let (stages, result, _) = try boot(memory: "128M", memoryBytes: 128 * mebibyte, cpus: 1, returnedFraction: 0.5)
+            #expect(stages.firstReport != nil, "no report from a 128 MiB guest:\n\(result.stdout.suffix(2000))\n\(result.stderr)")
+        }
     }
 }
