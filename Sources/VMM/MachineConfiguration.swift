@@ -12,13 +12,14 @@ public struct MachineConfiguration: Sendable {
     /// The virtio devices, in slot order.
     public var devices: [VirtioDeviceConfiguration]
     /// Back guest RAM with transparent huge pages where the host allows.
-    public var hugePages = true
+    public var hugePages = MachineResources.Defaults.hugePages
     /// On kvm_pvm, append the kernel options a Linux guest needs there (see `HostKernelOptions`).
     public var addHostKernelOptions = true
 
     public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = "",
-                memoryBytes: UInt64 = 512 << 20, cpuCount: Int = 1, kvmPath: String = "/dev/kvm",
-                prefault: Bool = false, devices: [VirtioDeviceConfiguration] = [.balloon(BalloonDevice.Options())]) {
+                memoryBytes: UInt64 = MachineResources.Defaults.memoryBytes, cpuCount: Int = MachineResources.Defaults.cpuCount,
+                kvmPath: String = MachineResources.Defaults.kvmPath, prefault: Bool = false,
+                devices: [VirtioDeviceConfiguration] = [.balloon(MachineResources.Defaults.balloon)]) {
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
         self.commandLine = commandLine

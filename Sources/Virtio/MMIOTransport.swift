@@ -45,7 +45,9 @@ public final class VirtioMMIOTransport: BusDevice {
         var isLive: Bool { driverOK && brokenReason == nil }
 
         /// The maximum size of each queue the device has with `features`.
-        func queueMaximumSizes(features: UInt64) -> [UInt16] {
+        func queueMaximumSizes(features: UInt64) -> [UInt16] { Self.queueMaximumSizes(of: device, features: features) }
+
+        static func queueMaximumSizes(of device: any VirtioDevice, features: UInt64) -> [UInt16] {
             (0..<device.queueCount(features: features)).map { device.maximumQueueSize(queue: $0) }
         }
     }
@@ -75,8 +77,7 @@ public final class VirtioMMIOTransport: BusDevice {
         deviceID = device.deviceID
         offeredFeatures = device.offeredFeatures
         tickInterval = device.tickInterval
-        let initial = Work(device: device, queues: [])
-        let sizes = initial.queueMaximumSizes(features: device.offeredFeatures)
+        let sizes = Work.queueMaximumSizes(of: device, features: device.offeredFeatures)
         registers = Mutex(Registers(queueMaximumSizes: sizes))
         work = Mutex(Work(device: device, queues: Array(repeating: nil, count: sizes.count)))
         self.memory = memory
