@@ -21,7 +21,7 @@ let package = Package(
         .target(name: "LinuxBoot", dependencies: ["GuestMemory", "ByteOrder"]),
         .target(name: "ACPI", dependencies: ["ByteOrder"]),
         .target(name: "Devices", dependencies: ["ByteOrder"]),
-        .target(name: "Virtio", dependencies: ["GuestMemory", "Devices", "ByteOrder"]),
+        .target(name: "Virtio", dependencies: ["CKVM", "GuestMemory", "Devices", "ByteOrder"]),
         .target(name: "VMM", dependencies: ["CKVM", "KVM", "GuestMemory", "ByteOrder", "LinuxBoot", "ACPI", "Devices", "Virtio"]),
         // The control API (Firecracker's conventions) on a Unix socket.
         .target(name: "API", dependencies: [

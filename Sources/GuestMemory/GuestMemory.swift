@@ -134,6 +134,13 @@ public final class GuestMemory: @unchecked Sendable {
         return try body(UnsafeMutableRawBufferPointer(start: base + Int(offset), count: Int(length)))
     }
 
+    /// The host bytes behind `length` guest bytes at `address`, for I/O straight to and from guest
+    /// RAM (`preadv`/`pwritev`). Throws when any byte lies outside guest RAM. The mapping lives as
+    /// long as this object: a caller holds the memory while it uses the buffer, and no longer.
+    public func hostBuffer(at address: GuestAddress, length: UInt64) throws -> UnsafeMutableRawBufferPointer {
+        try withBytes(at: address, length: length) { $0 }
+    }
+
     /// Copies `count` bytes out of the guest.
     public func read(at address: GuestAddress, count: Int) throws -> [UInt8] {
         try withBytes(at: address, length: UInt64(count)) { Array($0) }

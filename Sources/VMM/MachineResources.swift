@@ -23,6 +23,8 @@ public struct MachineResources: Sendable, Equatable {
     public private(set) var memoryBytes = Defaults.memoryBytes
     public private(set) var cpuCount = Defaults.cpuCount
     public private(set) var balloon: BalloonDevice.Options? = Defaults.balloon
+    /// The disks, in order: the first is the guest's /dev/vda.
+    public private(set) var drives: [BlockDevice.Options] = []
     public var kvmPath = Defaults.kvmPath
     public var prefault = false
     public var hugePages = Defaults.hugePages
@@ -73,12 +75,32 @@ public struct MachineResources: Sendable, Equatable {
         balloon = options
     }
 
+    /// Adds a disk after those already given. Whether its image can be opened and locked is
+    /// checked when the machine is built.
+    public mutating func addDrive(_ options: BlockDevice.Options) throws(ResourcesError) {
+        guard !options.path.isEmpty else { throw .invalid("a disk's path is empty") }
+        if let serial = options.serial, serial.utf8.count > BlockLimits.serialBytes {
+            throw .invalid("a disk serial is at most \(BlockLimits.serialBytes) bytes, not \(serial.utf8.count) ('\(serial)')")
+        }
+        guard !drives.contains(where: { $0.path == options.path }) else { throw .invalid("disk '\(options.path)' is given twice") }
+        guard drives.count < Self.maximumDrives else { throw .invalid("at most \(Self.maximumDrives) disks") }
+        drives.append(options)
+    }
+
+    /// Every virtio device needs an interrupt line and a window; the balloon takes one of them.
+    public static let maximumDrives = DeviceResourceAllocator.maximumDevices - 1
+
+    /// The virtio devices in slot order: the balloon (if any), then the disks in their order.
+    public var devices: [VirtioDeviceConfiguration] {
+        (balloon.map { [.balloon($0)] } ?? []) + drives.map { .block($0) }
+    }
+
     /// What a `Machine` is built from; throws if no kernel was given.
     public func configuration() throws(ResourcesError) -> MachineConfiguration {
         guard let kernelPath else { throw .missing("a kernel (boot source)") }
         var configuration = MachineConfiguration(kernelPath: kernelPath, initrdPath: initrdPath, commandLine: commandLine,
                                                  memoryBytes: memoryBytes, cpuCount: cpuCount, kvmPath: kvmPath,
-                                                 prefault: prefault, devices: balloon.map { [.balloon($0)] } ?? [])
+                                                 prefault: prefault, devices: devices)
         configuration.hugePages = hugePages
         configuration.addHostKernelOptions = addHostKernelOptions
         return configuration

@@ -4,10 +4,18 @@ import Virtio
 /// its folder under `Sources/Virtio/`, and one case here with the line that creates it.
 public enum VirtioDeviceConfiguration: Sendable, Equatable {
     case balloon(BalloonDevice.Options)
+    case block(BlockDevice.Options)
 
-    func makeDevice() -> any VirtioDevice {
+    /// Throws, in one line for the user, when what the device needs on the host cannot be had
+    /// (a disk image that is missing or locked).
+    func makeDevice() throws -> any VirtioDevice {
         switch self {
-        case let .balloon(options): BalloonDevice(options: options)
+        case let .balloon(options):
+            return BalloonDevice(options: options)
+        case let .block(options):
+            let disk = try BlockDevice(options: options)
+            if let notice = disk.image.notice { report(notice) }
+            return disk
         }
     }
 }

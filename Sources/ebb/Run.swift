@@ -36,6 +36,9 @@ struct Run: ParsableCommand {
     @Option(help: "Number of vCPUs (default 1).")
     var cpus: Int?
 
+    @Option(help: ArgumentHelp("A virtio-blk disk backed by a raw image: PATH[,readonly=on][,cache=none|writeback][,serial=ID]; repeatable, the first is /dev/vda. cache=none (default) is O_DIRECT, as QEMU's.", valueName: "disk"))
+    var disk: [String] = []
+
     @Option(help: "A Firecracker-format JSON config file (boot-source, machine-config, balloon); options given here override it. Without a balloon section there is no balloon.")
     var configFile: String?
 
@@ -93,6 +96,9 @@ struct Run: ParsableCommand {
         }
         if let statsInterval, !(0...3600).contains(statsInterval) { throw ValidationError("--stats-interval must be 0 to 3600 seconds") }
         if balloon == .off, balloonTarget != nil { throw ValidationError("--balloon-target needs the balloon (--balloon on)") }
+        for text in disk {
+            do { _ = try parseDisk(text) } catch { throw ValidationError(error.description) }
+        }
     }
 
     func run() throws {
@@ -149,6 +155,7 @@ struct Run: ParsableCommand {
             resources.setCommandLine(commandLine(base: cmdline ?? (configFile != nil ? resources.commandLine : nil), usesTestKernel: usesTestKernel))
             try resources.setMachine(cpuCount: cpus, memoryBytes: memory.flatMap(parseSize) ?? (isDemo ? Demo.memoryBytes : nil))
             try resources.setBalloon(balloonOptions(from: resources.balloon))
+            for text in disk { try resources.addDrive(parseDisk(text)) }
         } catch let error as ValidationError {
             throw error
         } catch {
@@ -196,6 +203,12 @@ struct Run: ParsableCommand {
         report("\(exit); host RSS \(formatBytes(memory.residentBytes)) (peak \(formatBytes(memory.peakResidentBytes)), \(formatBytes(memory.overheadBytes)) outside guest RAM); unclaimed accesses: \(unclaimed.io) port, \(unclaimed.mmio) MMIO")
         if machine.breakpointsInjectedCount > 0 {
             report("int3 passed to the guest as #BP \(machine.breakpointsInjectedCount) time(s) (kvm_pvm cannot emulate it)")
+        }
+        for disk in machine.disks {
+            let c = disk.counters
+            var line = "disk '\(disk.path)': \(c.reads) reads (\(formatBytes(c.bytesRead))), \(c.writes) writes (\(formatBytes(c.bytesWritten))), \(c.flushes) flushes, \(c.discards) discards, \(c.writeZeroes) write-zeroes; \(c.ioErrors) answered IOERR, \(c.unsupported) UNSUPP"
+            if let broken = disk.brokenReason { line += "; left needing a reset: \(broken)" }
+            report(line)
         }
         guard let counters = machine.balloonCounters else { return }
         var line = "memory: guest RAM \(formatBytes(machine.configuration.memoryBytes)); free page reporting: \(counters.reportedRanges) ranges, \(formatBytes(counters.reportedBytes)) reported, \(formatBytes(counters.discardedBytes)) discarded, \(counters.discardFailures) failures"

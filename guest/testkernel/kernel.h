@@ -183,6 +183,8 @@ void scenario_run(const struct kernel_state *k);
 /* ---- balloon_scenarios.c: the virtio-balloon scenarios */
 extern const struct scenario balloon_scenarios[];
 extern const size_t balloon_scenario_count;
+extern const struct scenario blk_scenarios[];
+extern const size_t blk_scenario_count;
 
 /* ---- main.c */
 void kmain(int path, uint64_t info_paddr);

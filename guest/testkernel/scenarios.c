@@ -2,8 +2,8 @@
  * Test scenarios, chosen with "ebb.scenario=<name>" on the command line
  * (default "hello"). Each prints its own lines after "scenario: <name>";
  * returning from run() means "done, power off". To add one, write a
- * function and add a row to the table. The virtio-balloon scenarios have
- * their own table in balloon_scenarios.c.
+ * function and add a row to the table. The virtio-balloon and virtio-blk
+ * scenarios have their own tables, in balloon_scenarios.c and blk.c.
  */
 #include "kernel.h"
 #include "io.h"
@@ -135,10 +135,18 @@ void scenario_run(const struct kernel_state *k)
 			return;
 		}
 	}
+	for (size_t i = 0; i < blk_scenario_count; i++) {
+		if (strcmp(blk_scenarios[i].name, name) == 0) {
+			blk_scenarios[i].run(k);
+			return;
+		}
+	}
 	kprintf("scenario: unknown, known ones:");
 	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
 		kprintf(" %s", scenarios[i].name);
 	for (size_t i = 0; i < balloon_scenario_count; i++)
 		kprintf(" %s", balloon_scenarios[i].name);
+	for (size_t i = 0; i < blk_scenario_count; i++)
+		kprintf(" %s", blk_scenarios[i].name);
 	kprintf("\n");
 }

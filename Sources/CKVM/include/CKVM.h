@@ -1,5 +1,6 @@
-// The only C in Ebb: fixed-arity wrappers for the variadic ioctl(2), and the KVM ioctl numbers,
-// which are function-like macros Swift cannot import. No logic lives here.
+// The only C in Ebb: fixed-arity wrappers for the variadic ioctl(2) and fcntl(2), the KVM ioctl
+// numbers, which are function-like macros Swift cannot import, and the few file calls glibc
+// declares only under _GNU_SOURCE. No logic lives here.
 #ifndef EBB_CKVM_H
 #define EBB_CKVM_H
 
@@ -8,6 +9,9 @@
 #include <sys/mman.h>
 #include <stdint.h>
 #include <sys/prctl.h>
+#include <fcntl.h>
+#include <errno.h>
+#include <linux/falloc.h>
 #include <sys/eventfd.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
@@ -104,5 +108,23 @@ static const unsigned long EBB_KVM_SET_LAPIC = KVM_SET_LAPIC;
 static const unsigned long EBB_KVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
 static const unsigned long EBB_KVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
 static const unsigned long EBB_KVM_TRANSLATE = KVM_TRANSLATE;
+
+// Disk images. O_DIRECT and the open file description locks are _GNU_SOURCE names; their values
+// are the kernel's ABI on x86-64.
+static const int EBB_O_DIRECT = 040000;
+static const int EBB_FALLOC_FL_KEEP_SIZE = FALLOC_FL_KEEP_SIZE;
+static const int EBB_FALLOC_FL_PUNCH_HOLE = FALLOC_FL_PUNCH_HOLE;
+static const int EBB_FALLOC_FL_ZERO_RANGE = FALLOC_FL_ZERO_RANGE;
+
+static inline int ebb_fallocate(int fd, int mode, long long offset, long long length) {
+    return (int)syscall(SYS_fallocate, fd, mode, offset, length);
+}
+
+// Locks the whole file through its open file description (F_OFD_SETLK, as QEMU locks images):
+// shared or exclusive, without waiting. 0, or -1 with errno (EAGAIN: another holder).
+static inline int ebb_lock_whole_file(int fd, int exclusive) {
+    struct flock lock = { .l_type = exclusive ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+    return fcntl(fd, 37 /* F_OFD_SETLK */, &lock);
+}
 
 #endif
