@@ -141,6 +141,44 @@ struct BlockDeviceTests {
         #expect(result.stderr.contains("disk '\(second)': 0 reads"), "\(result.stderr)")
     }
 
+    /// cache=none is O_DIRECT: what the guest reads leaves nothing in the host's page cache, where
+    /// no balloon could reach it; cache=writeback, for contrast, leaves what it read.
+    @Test func directDiskLeavesNothingInTheHostPageCache() throws {
+        let scratch = try DiskScratch("direct")
+        let path = try scratch.image()
+        try evictFromPageCache(path)
+        #expect(try residentPageCacheBytes(path) == 0, "the image is still in the page cache before the test")
+        let direct = try boot("blk-read", disks: [path])
+        #expect(direct.status == 0, "\(direct.stderr)")
+        #expect(!direct.stderr.contains("refuses O_DIRECT"), "\(direct.stderr)")
+        #expect(try residentPageCacheBytes(path) == 0, "cache=none left the image in the host's page cache")
+        let buffered = try boot("blk-read", disks: ["\(path),cache=writeback"])
+        #expect(buffered.status == 0, "\(buffered.stderr)")
+        #expect(try residentPageCacheBytes(path) >= 8192, "cache=writeback: nothing of the 8 KiB read is cached")
+    }
+
+    func evictFromPageCache(_ path: String) throws {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw TestFailure("open \(path): errno \(errno)") }
+        defer { close(fd) }
+        fdatasync(fd)
+        guard posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED)) == 0 else { throw TestFailure("posix_fadvise failed") }
+    }
+
+    /// How much of the file the page cache holds (mincore over a mapping of it, as fincore does).
+    func residentPageCacheBytes(_ path: String) throws -> Int {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw TestFailure("open \(path): errno \(errno)") }
+        defer { close(fd) }
+        let size = Int(lseek(fd, 0, SEEK_END))
+        guard let mapping = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), mapping != MAP_FAILED else { throw TestFailure("mmap failed") }
+        defer { munmap(mapping, size) }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var vector = [UInt8](repeating: 0, count: (size + page - 1) / page)
+        guard mincore(mapping, size, &vector) == 0 else { throw TestFailure("mincore failed: errno \(errno)") }
+        return vector.filter { $0 & 1 != 0 }.count * page
+    }
+
     func diskUsage(_ path: String) throws -> Int {
         var info = stat()
         guard stat(path, &info) == 0 else { throw TestFailure("stat \(path): errno \(errno)") }

@@ -31,8 +31,9 @@ extension HeavyGuestTests {
             }
         }
 
-        /// Runs `scripts/reclaim-linux ARGUMENTS` with this build's ebb on a fresh emulated host.
-        func reclaimLinux(_ arguments: [String]) throws -> Outcome {
+        /// Runs `scripts/reclaim-linux ARGUMENTS` with this build's ebb on a fresh emulated host
+        /// (with `disk` as its /dev/vda).
+        func reclaimLinux(_ arguments: [String], disk: String? = nil) throws -> Outcome {
             let process = Process()
             let command = ["scripts/reclaim-linux", "--ebb", try ebbExecutable()] + arguments
             if userSpaceTestsRunNatively {
@@ -40,7 +41,7 @@ extension HeavyGuestTests {
                 process.arguments = Array(command.dropFirst())
             } else {
                 process.executableURL = packageRoot.appendingPathComponent("scripts/svm-host")
-                process.arguments = ["--timeout", "900", "--"] + command
+                process.arguments = ["--timeout", "900"] + (disk.map { ["--disk", $0] } ?? []) + ["--"] + command
             }
             process.currentDirectoryURL = packageRoot
             let pipe = Pipe()
@@ -101,6 +102,39 @@ extension HeavyGuestTests {
             expectReclaimed(outcome)
             #expect(outcome.guestCommandLine?.contains("page_reporting.page_reporting_order=5") == true)
             expectHardwareProfile(outcome, cpus: 1)
+        }
+
+        /// The seed's scenario: Debian's kernel mounts an ext4 disk, reads a 256 MiB file into its
+        /// page cache (ebb's RSS grows by about that), drops its caches, and ebb's RSS falls back by
+        /// at least 90% of the growth; with cache=none the host caches none of the image.
+        @Test func pageCacheComesBackAfterDropCaches() throws {
+            let image = try pageCacheImage()
+            let disk = userSpaceTestsRunNatively ? image : "/dev/vda"
+            let outcome = try reclaimLinux(["--kernel", "bzimage", "--scenario", "page-cache", "--disk", disk, "--hold", "10"], disk: image)
+            #expect(outcome.status == 0, "\(outcome.output.suffix(4000))")
+            #expect(outcome.figures["status"] == "0", "ebb's exit status: \(outcome.figures["status"] ?? "none")")
+            #expect(outcome.output.contains("ebb: virtio-blk '\(disk)': driver ready"), "\(outcome.output.suffix(3000))")
+            let growth = outcome.number("cache-growth-mib") ?? 0
+            #expect(growth >= 250, "the guest's Cached grew by \(growth) MiB reading a 256 MiB file")
+            let returned = outcome.number("cache-returned-pct") ?? 0
+            #expect(returned >= 90, "ebb's RSS fell by \(returned)% of its growth after drop_caches: \(outcome.output.suffix(3000))")
+            #expect(outcome.number("host-cache-mib") == 0, "the host cached \(outcome.figures["host-cache-mib"] ?? "?") MiB of a cache=none disk")
+            expectHardwareProfile(outcome, cpus: 1)
+        }
+
+        /// guest/build-page-cache-image.sh's image (built once, cached).
+        func pageCacheImage() throws -> String {
+            let process = Process()
+            process.executableURL = packageRoot.appendingPathComponent("guest/build-page-cache-image.sh")
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            guard process.terminationStatus == 0, let line = output.split(separator: "\n").first(where: { $0.hasPrefix("IMAGE=") }) else {
+                throw TestFailure("guest/build-page-cache-image.sh failed: run it to see why")
+            }
+            return String(line.dropFirst("IMAGE=".count))
         }
 
         /// `reboot -f` in the guest ends ebb with its reset exit code, 2.

@@ -80,6 +80,30 @@ extension HeavyGuestTests {
             #expect(result.stdout.contains("found SMP MP-table at [mem 0x000f0000-0x000f000f]"), "\(result.stdout.prefix(3000))")
         }
 
+        /// Linux's virtio_blk binds Ebb's disk and reads the MBR the test wrote: one Linux partition.
+        @Test func linuxBindsTheDiskAndReadsItsPartitionTable() throws {
+            let kernel = try smallLinuxKernel()
+            let scratch = try DiskScratch("linux")
+            var image = [UInt8](repeating: 0, count: 8 << 20)
+            let entry = 446
+            image[entry + 4] = 0x83
+            image.replaceSubrange(entry + 8..<entry + 16, with: littleEndian32(2048) + littleEndian32(16384 - 2048))
+            image[510] = 0x55
+            image[511] = 0xaa
+            let path = try scratch.image(bytes: image)
+            let ebb = try EbbProcess(["run", "--kernel", kernel, "--memory", "256M", "--disk", "\(path),serial=ebb-linux-disk",
+                                      "--cmdline", Self.commandLine])
+            let found = ebb.wait(seconds: 300) { $0.contains("vda: vda1") }
+            ebb.signal(SIGTERM)
+            let result = ebb.finish(seconds: 30)
+            #expect(found, "no 'vda: vda1':\n\(result.stdout.suffix(3000))\n\(result.stderr)")
+            #expect(result.stdout.contains("[vda] 16384 512-byte logical blocks"), "\(result.stdout.suffix(3000))")
+            #expect(result.stderr.contains("virtio-blk '\(path)': driver ready"), "\(result.stderr)")
+            #expect(!result.stderr.contains("needs reset"), "\(result.stderr)")
+        }
+
+        func littleEndian32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+
         @Test func a128MiBGuestReportsToo() throws {
             let (stages, result, _) = try boot(memory: "128M", memoryBytes: 128 * mebibyte, cpus: 1, returnedFraction: 0.5)
             #expect(stages.firstReport != nil, "no report from a 128 MiB guest:\n\(result.stdout.suffix(2000))\n\(result.stderr)")

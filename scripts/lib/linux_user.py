@@ -21,10 +21,36 @@ Figures of one run (seconds from the VMM's start unless said):
 import os
 import re
 import subprocess
+import sys
 
-from vmrun import MIB, VMRun, guest_ram_resident_bytes
+from vmrun import MIB, VMRun, die, guest_ram_resident_bytes, median, say
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def hardware_kvm():
+    """Whether this machine's KVM runs Linux user space (VT-x/AMD-V, not kvm_pvm)."""
+    return os.path.exists("/dev/kvm") and not os.path.exists("/sys/module/kvm_pvm")
+
+
+def git_revision():
+    result = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
+def prepare_benchmark(prog, script, arguments, disk=None):
+    """Outside the emulated host: builds Ebb's release binary and the guest, then, unless this
+    machine's KVM runs Linux user space, runs `script --inside ARGUMENTS` again on an emulated
+    AMD-V host (scripts/svm-host; `disk` becomes its /dev/vda) and does not return."""
+    say(prog, "scripts/build-release")
+    subprocess.run([os.path.join(ROOT, "scripts", "build-release")], check=True, stdin=subprocess.DEVNULL)
+    debian_guest()
+    if hardware_kvm():
+        return
+    say(prog, "this KVM cannot run Linux user space: running on an emulated AMD-V host (scripts/svm-host)")
+    disk_options = ["--disk", disk] if disk else []
+    os.execv(os.path.join(ROOT, "scripts", "svm-host"),
+             ["svm-host"] + disk_options + ["--", sys.executable, os.path.abspath(script), "--inside"] + arguments)
 
 
 def debian_guest():
@@ -38,23 +64,30 @@ def scenario_cmdline(touch_mib, hold_s, scenario="reclaim"):
     return f"console=ttyS0 ebb.scenario={scenario} ebb.touch={touch_mib} ebb.hold={hold_s}"
 
 
-def ebb_argv(ebb, kernel, initramfs, memory_mib, cpus, cmdline, reporting_order=None):
+def ebb_argv(ebb, kernel, initramfs, memory_mib, cpus, cmdline, reporting_order=None, disk=None):
     argv = [ebb, "run", "--kernel", kernel, "--initrd", initramfs, "--memory", f"{memory_mib}M",
             "--cpus", str(cpus), "--cmdline", cmdline]
     if reporting_order is not None:
         argv += ["--reporting-order", str(reporting_order)]
+    if disk is not None:
+        argv += ["--disk", disk]
     return argv
 
 
-def qemu_argv(kernel, initramfs, memory_mib, cpus, cmdline, reporting_order=None):
-    """QEMU's microvm with the same balloon (free page reporting on) and the same kernel options."""
+def qemu_argv(kernel, initramfs, memory_mib, cpus, cmdline, reporting_order=None, disk=None):
+    """QEMU's microvm with the same balloon (free page reporting on), the same kernel options and,
+    given a disk, a virtio-blk disk with cache=none (O_DIRECT), as Ebb's default."""
     if reporting_order is not None:
         cmdline += f" page_reporting.page_reporting_order={reporting_order}"
-    return ["qemu-system-x86_64", "-M", "microvm,acpi=on", "-accel", "kvm", "-cpu", "host",
+    argv = ["qemu-system-x86_64", "-M", "microvm,acpi=on", "-accel", "kvm", "-cpu", "host",
             "-m", f"{memory_mib}M", "-smp", str(cpus), "-nodefaults", "-no-user-config", "-display", "none",
             "-no-reboot", "-serial", "stdio", "-global", "virtio-mmio.force-legacy=false",
             "-kernel", kernel, "-initrd", initramfs, "-append", cmdline,
             "-device", "virtio-balloon-device,free-page-reporting=on"]
+    if disk is not None:
+        argv += ["-drive", f"if=none,id=disk0,file={disk},format=raw,cache=none",
+                 "-device", "virtio-blk-device,drive=disk0"]
+    return argv
 
 
 def meminfo_kib(line, field):
@@ -88,18 +121,13 @@ def run_reclaim(argv, memory_mib, timeout_s=300, echo=None):
 
     seconds = re.search(r"in ([0-9.]+) s", touched[1])
     result["touch-s"] = float(seconds.group(1)) if seconds else None
-    before = run.samples_between(0, start[0])
-    baseline = before[-1][1] if before else None
-    peak = max((mib for _, mib in run.samples_between(touched[0] - 1, freed[0] + 0.5)), default=None)
-    after = run.samples_between(freed[0], after_hold[0])
-    lowest = min((mib for _, mib in after), default=None)
-    if baseline is None or peak is None or lowest is None or peak <= baseline:
+    fall = fall_figures(run, start[0], (touched[0] - 1, freed[0] + 0.5), (freed[0], after_hold[0]))
+    if fall is None:
         result["error"] = "too few RSS samples"
         return result
-    result.update(baseline_mib=baseline, peak_mib=peak, lowest_mib=lowest)
-    result["returned-pct"] = (peak - lowest) / (peak - baseline) * 100
-    threshold = peak - 0.9 * (peak - lowest)
-    result["t90-s"] = next((at - freed[0] for at, mib in after if mib <= threshold), None)
+    result.update(fall)
+    result["returned-pct"] = fall["returned_pct"]
+    result["t90-s"] = fall["t90_s"]
     pcp = [run.first(f"reclaim: pcp {when}") for when in ("before", "after-hold")]
     pages = [re.search(r"pages=(\d+)", found[1]) if found else None for found in pcp]
     if all(pages):
@@ -109,6 +137,104 @@ def run_reclaim(argv, memory_mib, timeout_s=300, echo=None):
         result["guest_ram_mib"] = guest_ram / MIB
         result["resident-free-mib"] = guest_ram / MIB - (memory_mib - mem_free / 1024)
     return result
+
+
+def fall_figures(run, baseline_at, peak_window, fall_window):
+    """How far the VMM's RSS fell, and how fast: baseline is the last sample before `baseline_at`,
+    peak the most within `peak_window`, lowest the least within `fall_window`; returned_pct is
+    (peak - lowest) / (peak - baseline) in %, t90_s the time from the window's start to the first
+    sample at or below peak - 0.9 * (peak - lowest). None if the samples do not say."""
+    before = run.samples_between(0, baseline_at)
+    baseline = before[-1][1] if before else None
+    peak = max((mib for _, mib in run.samples_between(*peak_window)), default=None)
+    after = run.samples_between(*fall_window)
+    lowest = min((mib for _, mib in after), default=None)
+    if baseline is None or peak is None or lowest is None or peak <= baseline:
+        return None
+    threshold = peak - 0.9 * (peak - lowest)
+    return {"baseline_mib": baseline, "peak_mib": peak, "lowest_mib": lowest,
+            "returned_pct": (peak - lowest) / (peak - baseline) * 100,
+            "t90_s": next((at - fall_window[0] for at, mib in after if mib <= threshold), None)}
+
+
+def host_cache_mib(path):
+    """How much of `path` the host's page cache holds (util-linux fincore), or None."""
+    found = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                           capture_output=True, text=True)
+    try:
+        return int(found.stdout.split()[0]) / MIB
+    except (IndexError, ValueError):
+        return None
+
+
+def run_page_cache(argv, memory_mib, disk, timeout_s=300, echo=None):
+    """The page-cache scenario once (ebb.scenario=page-cache, the disk `disk` holding the ext4
+    image of guest/build-page-cache-image.sh). Figures: cache-growth-mib (the guest's Cached
+    after the read minus before), cache-returned-pct and t90-s (as returned-pct and t90-s of the
+    reclaim scenario, from the RSS at "page-cache: meminfo before", the peak between the read and
+    the drop, and the fall from "page-cache: dropped" to the end of the hold), host-cache-mib
+    (the host's page cache for `disk`, the most seen after the read)."""
+    run = VMRun(argv, echo=echo)
+    result = {"argv": argv, "error": None}
+
+    def stage(prefix, limit_s):
+        found = run.wait_for(prefix, limit_s)
+        if found is None and result["error"] is None:
+            result["error"] = f"no '{prefix}' line within {limit_s} s"
+        return found
+
+    before = stage("page-cache: meminfo before", timeout_s)
+    read = stage("page-cache: meminfo read", 300) if before else None
+    host_cache = host_cache_mib(disk) if read else None
+    dropped = stage("page-cache: dropped", 60) if read else None
+    after_hold = stage("page-cache: meminfo after-hold", 120) if dropped else None
+    if after_hold:
+        seen = [value for value in (host_cache, host_cache_mib(disk)) if value is not None]
+        host_cache = max(seen) if seen else None
+    status, killed = run.finish(60 if after_hold else 5)
+    result.update(status=status, killed=killed, output=run.text())
+    if not (before and read and dropped and after_hold):
+        return result
+    cached = [meminfo_kib(line, "Cached") for _, line in (before, read)]
+    if None not in cached:
+        result["cache-growth-mib"] = (cached[1] - cached[0]) / 1024
+    fall = fall_figures(run, before[0], (read[0] - 0.5, dropped[0] + 0.2), (dropped[0], after_hold[0]))
+    if fall is None:
+        result["error"] = "too few RSS samples"
+        return result
+    result.update(fall)
+    result["cache-returned-pct"] = fall["returned_pct"]
+    result["t90-s"] = fall["t90_s"]
+    result["host-cache-mib"] = host_cache
+    return result
+
+
+def compare_vmms(prog, commands, run_once, keys, labels, runs, attempts=2, detail=None):
+    """Runs each VMM's command `runs` times, alternating (ebb, qemu, ebb, ...), retrying a failed
+    run once; prints a line per run, a table of medians and, last, for scripts, one line
+    `ebb key=N ... | qemu key=N ...`. `run_once(argv)` returns a result dict of figures with
+    "error" and "status"; `detail(result)` adds to a run's line. Returns the medians."""
+    results = {vmm: [] for vmm in commands}
+    for number in range(1, runs + 1):
+        for vmm, argv in commands.items():
+            for attempt in range(1, attempts + 1):
+                result = run_once(argv)
+                if not result["error"] and result["status"] == 0:
+                    break
+                say(prog, f"{vmm} run {number} failed ({result['error'] or 'exit ' + str(result['status'])}); "
+                    f"its last lines:\n" + "\n".join("  | " + line for line in result["output"].splitlines()[-15:]))
+            else:
+                die(prog, f"{vmm} failed {attempts} times in a row")
+            results[vmm].append(result)
+            say(prog, f"{vmm} run {number}/{runs}: " + " ".join(f"{key}={figure(result, key)}" for key in keys)
+                + (f" ({detail(result)})" if detail else ""))
+    medians = {vmm: {key: median(r.get(key) for r in rs) for key in keys} for vmm, rs in results.items()}
+    say(prog)
+    say(prog, f"medians of {runs} runs each   " + "".join(f"{vmm:>11}" for vmm in commands))
+    for key in keys:
+        say(prog, f"  {labels[key]:<34}" + "".join(f"{figure(medians[vmm], key):>11}" for vmm in commands))
+    print(" | ".join(f"{vmm} " + " ".join(f"{key}={figure(medians[vmm], key)}" for key in keys) for vmm in commands), flush=True)
+    return medians
 
 
 def figure(result, key, digits=1):
