@@ -96,14 +96,15 @@ public struct APIRoutes: Sendable {
             return .json(MachineConfig(vcpuCount: cpus, memSizeMib: memory / Self.mebibyte, smt: false, trackDirtyPages: false))
         case ("PUT", "/machine-config"), ("PATCH", "/machine-config") where control.phase == .configuring:
             // Before the start, through the same setters as the command line and the config file.
-            do {
-                let update = try decodeBody(MachineConfigBody.self, from: body)
-                try control.configure { resources throws(ResourcesError) in try update.apply(to: &resources) }
-                return .noContent
-            } catch let error as BodyError {
-                return .error(400, error.description)
-            } catch {
-                return .error(400, "\(error)")
+            return configure(MachineConfigBody.self, body) { $0.apply(to:) }
+        case ("PUT", _) where path.hasPrefix(Self.drivesPrefix) && control.phase == .configuring:
+            let id = String(path.dropFirst(Self.drivesPrefix.count))
+            guard !id.isEmpty, !id.contains("/") else { return .error(404, "no such resource: \(path)") }
+            return configure(DriveBody.self, body) { drive in
+                { (resources: inout MachineResources) throws(ResourcesError) in
+                    guard drive.driveId == id else { throw .invalid("the body's drive_id '\(drive.driveId)' is not the path's '\(id)'") }
+                    try drive.apply(to: &resources)
+                }
             }
         default:
             break
@@ -115,6 +116,22 @@ public struct APIRoutes: Sendable {
     }
 
     static let knownPaths: Set<String> = ["/", "/balloon", "/balloon/statistics", "/machine-config"]
+    static let drivesPrefix = "/drives/"
+
+    /// Decodes a pre-boot body and applies it to the resources: 204, or 400 saying why.
+    private func configure<Body: Decodable>(_ type: Body.Type, _ bytes: [UInt8],
+                                            _ change: (Body) -> (inout MachineResources) throws(ResourcesError) -> Void) -> APIResponse {
+        do {
+            let body = try decodeBody(type, from: bytes)
+            let apply = change(body)
+            try control.configure { resources throws(ResourcesError) in try apply(&resources) }
+            return .noContent
+        } catch let error as BodyError {
+            return .error(400, error.description)
+        } catch {
+            return .error(400, "\(error)")
+        }
+    }
 
     private func handleRunning(method: String, path: String, body: [UInt8], machine: any MachineControl) -> APIResponse {
         switch (method, path) {
@@ -152,6 +169,8 @@ public struct APIRoutes: Sendable {
                 freeMemory: stat(.freeMemory), totalMemory: stat(.totalMemory), availableMemory: stat(.availableMemory),
                 diskCaches: stat(.diskCaches), swapIn: stat(.swapIn), swapOut: stat(.swapOut),
                 majorFaults: stat(.majorFaults), minorFaults: stat(.minorFaults)))
+        case ("PUT", _) where path.hasPrefix(Self.drivesPrefix):
+            return .error(400, "drives are configured before the machine boots; Ebb does not change them while it runs yet")
         case (_, "/"), (_, "/balloon"), (_, "/balloon/statistics"), (_, "/machine-config"):
             return .error(405, "\(method) is not allowed on \(path)")
         default:

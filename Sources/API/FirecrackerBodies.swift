@@ -165,11 +165,62 @@ public struct BalloonUpdateBody: Decodable, Equatable {
     }
 }
 
+/// PUT /drives/{drive_id}; an entry of "drives" in a config file. Ebb's disks are virtio-blk on a
+/// raw image with `cache=none` whatever `cache_type` says: Firecracker's "Unsafe" ignores the
+/// guest's flushes and "Writeback" honours them through the host's page cache, and Ebb honours
+/// them and keeps the image out of the host's page cache. The serial (GET_ID) is the drive_id.
+public struct DriveBody: Decodable, Equatable {
+    public var driveId: String
+    public var pathOnHost: String?
+    public var isRootDevice: Bool
+    public var isReadOnly: Bool?
+    public var partuuid: String?
+    public var cacheType: String?
+    public var ioEngine: String?
+    public var hasRateLimiter: Bool
+    public var socket: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case driveId = "drive_id", pathOnHost = "path_on_host", isRootDevice = "is_root_device", isReadOnly = "is_read_only"
+        case partuuid, cacheType = "cache_type", ioEngine = "io_engine", rateLimiter = "rate_limiter", socket
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        driveId = try container.decode(String.self, forKey: .driveId)
+        pathOnHost = try container.decodeIfPresent(String.self, forKey: .pathOnHost)
+        isRootDevice = try container.decode(Bool.self, forKey: .isRootDevice)
+        isReadOnly = try container.decodeIfPresent(Bool.self, forKey: .isReadOnly)
+        partuuid = try container.decodeIfPresent(String.self, forKey: .partuuid)
+        cacheType = try container.decodeIfPresent(String.self, forKey: .cacheType)
+        ioEngine = try container.decodeIfPresent(String.self, forKey: .ioEngine)
+        hasRateLimiter = container.contains(.rateLimiter) && (try? container.decodeNil(forKey: .rateLimiter)) != true
+        socket = try container.decodeIfPresent(String.self, forKey: .socket)
+    }
+
+    public func apply(to resources: inout MachineResources) throws(ResourcesError) {
+        if socket != nil { throw .invalid("drive '\(driveId)': vhost-user drives (socket) are not supported") }
+        if hasRateLimiter { throw .invalid("drive '\(driveId)': rate_limiter is not supported") }
+        guard let pathOnHost else { throw .invalid("drive '\(driveId)': path_on_host is missing") }
+        if let cacheType, !["Unsafe", "Writeback"].contains(cacheType) {
+            throw .invalid("drive '\(driveId)': cache_type '\(cacheType)' is not one of Unsafe, Writeback")
+        }
+        if let ioEngine, !["Sync", "Async"].contains(ioEngine) {
+            throw .invalid("drive '\(driveId)': io_engine '\(ioEngine)' is not one of Sync, Async")
+        }
+        let serial = driveId.utf8.count <= BlockLimits.serialBytes ? driveId : nil
+        try resources.putDrive(.init(id: driveId, options: BlockDevice.Options(path: pathOnHost, readOnly: isReadOnly ?? false, serial: serial),
+                                     isRoot: isRootDevice, partUUID: partuuid))
+    }
+}
+
 /// Firecracker's `--config-file`: the same sections as the API's PUTs, in one JSON object.
 public struct ConfigFile: Decodable {
     public var bootSource: BootSourceBody
     public var machineConfig: MachineConfigBody?
     public var balloon: BalloonBody?
+    public var drives: [DriveBody]
     /// Sections Firecracker has and Ebb does not implement yet: refused when not empty.
     var unsupported: [String] = []
 
@@ -194,7 +245,8 @@ public struct ConfigFile: Decodable {
         bootSource = try container.decode(BootSourceBody.self, forKey: .bootSource)
         machineConfig = try container.decodeIfPresent(MachineConfigBody.self, forKey: .machineConfig)
         balloon = try container.decodeIfPresent(BalloonBody.self, forKey: .balloon)
-        let sections: [CodingKeys] = [.drives, .networkInterfaces, .logger, .metrics, .vsock, .mmdsConfig, .entropy, .cpuConfig]
+        drives = try container.decodeIfPresent([DriveBody].self, forKey: .drives) ?? []
+        let sections: [CodingKeys] = [.networkInterfaces, .logger, .metrics, .vsock, .mmdsConfig, .entropy, .cpuConfig]
         for key in sections where container.contains(key) {
             if try container.decode(Present.self, forKey: key).isEmpty == false { unsupported.append(key.stringValue) }
         }
@@ -206,11 +258,12 @@ public struct ConfigFile: Decodable {
         return try decodeBody(ConfigFile.self, from: Array(data))
     }
 
-    /// Applies every section, in Firecracker's order: machine, then balloon, then boot source.
+    /// Applies every section, in Firecracker's order: machine, balloon, drives, then boot source.
     public func apply(to resources: inout MachineResources) throws(ResourcesError) {
         if let first = unsupported.first { throw .invalid("'\(first)' is not supported by Ebb yet") }
         try machineConfig?.apply(to: &resources)
         if let balloon { try balloon.apply(to: &resources) } else { try resources.setBalloon(nil) }
+        for drive in drives { try drive.apply(to: &resources) }
         try bootSource.apply(to: &resources)
     }
 }

@@ -23,8 +23,8 @@ public struct MachineResources: Sendable, Equatable {
     public private(set) var memoryBytes = Defaults.memoryBytes
     public private(set) var cpuCount = Defaults.cpuCount
     public private(set) var balloon: BalloonDevice.Options? = Defaults.balloon
-    /// The disks, in order: the first is the guest's /dev/vda.
-    public private(set) var drives: [BlockDevice.Options] = []
+    /// The disks, as given (`devices` puts a root drive first: the guest's /dev/vda).
+    public private(set) var drives: [Drive] = []
     public var kvmPath = Defaults.kvmPath
     public var prefault = false
     public var hugePages = Defaults.hugePages
@@ -75,30 +75,80 @@ public struct MachineResources: Sendable, Equatable {
         balloon = options
     }
 
+    /// One disk as the front ends give it.
+    public struct Drive: Sendable, Equatable {
+        /// Firecracker's `drive_id`: a PUT with the same id replaces the drive. Disks of the command
+        /// line have none.
+        public var id: String?
+        public var options: BlockDevice.Options
+        /// Firecracker's `is_root_device`: the disk goes first (the guest's /dev/vda) and, unless
+        /// the command line names a root already, `root=` names it.
+        public var isRoot: Bool
+        /// With `isRoot`: `root=PARTUUID=...` instead of `root=/dev/vda`.
+        public var partUUID: String?
+
+        public init(id: String? = nil, options: BlockDevice.Options, isRoot: Bool = false, partUUID: String? = nil) {
+            self.id = id
+            self.options = options
+            self.isRoot = isRoot
+            self.partUUID = partUUID
+        }
+    }
+
     /// Adds a disk after those already given. Whether its image can be opened and locked is
     /// checked when the machine is built.
     public mutating func addDrive(_ options: BlockDevice.Options) throws(ResourcesError) {
+        try putDrive(Drive(options: options))
+    }
+
+    /// Adds a disk, or replaces the one with the same id (Firecracker's PUT /drives/{id}).
+    public mutating func putDrive(_ drive: Drive) throws(ResourcesError) {
+        let options = drive.options
         guard !options.path.isEmpty else { throw .invalid("a disk's path is empty") }
         if let serial = options.serial, serial.utf8.count > BlockLimits.serialBytes {
             throw .invalid("a disk serial is at most \(BlockLimits.serialBytes) bytes, not \(serial.utf8.count) ('\(serial)')")
         }
-        guard !drives.contains(where: { $0.path == options.path }) else { throw .invalid("disk '\(options.path)' is given twice") }
-        guard drives.count < Self.maximumDrives else { throw .invalid("at most \(Self.maximumDrives) disks") }
-        drives.append(options)
+        if let id = drive.id, id.isEmpty { throw .invalid("a drive_id is empty") }
+        let replaced = drive.id.flatMap { id in drives.firstIndex { $0.id == id } }
+        let others = drives.indices.filter { $0 != replaced }.map { drives[$0] }
+        if let twin = others.first(where: { $0.options.path == options.path }) {
+            throw .invalid("disk '\(options.path)' is given twice\(twin.id.map { " (also drive '\($0)')" } ?? "")")
+        }
+        if drive.isRoot, let root = others.first(where: \.isRoot) {
+            throw .invalid("a root drive already exists ('\(root.id ?? root.options.path)')")
+        }
+        if let replaced {
+            drives[replaced] = drive
+        } else {
+            guard drives.count < Self.maximumDrives else { throw .invalid("at most \(Self.maximumDrives) disks") }
+            drives.append(drive)
+        }
     }
 
     /// Every virtio device needs an interrupt line and a window; the balloon takes one of them.
     public static let maximumDrives = DeviceResourceAllocator.maximumDevices - 1
 
-    /// The virtio devices in slot order: the balloon (if any), then the disks in their order.
+    /// The disks in slot order: a root drive first, then the others in the order given.
+    var orderedDrives: [Drive] { drives.filter(\.isRoot) + drives.filter { !$0.isRoot } }
+
+    /// The virtio devices in slot order: the balloon (if any), then the disks.
     public var devices: [VirtioDeviceConfiguration] {
-        (balloon.map { [.balloon($0)] } ?? []) + drives.map { .block($0) }
+        (balloon.map { [.balloon($0)] } ?? []) + orderedDrives.map { .block($0.options) }
+    }
+
+    /// The command line, with Firecracker's `root=` for a root drive unless it names one already.
+    var commandLineWithRoot: String {
+        guard let root = drives.first(where: \.isRoot),
+              !commandLine.split(separator: " ").contains(where: { $0.hasPrefix("root=") }) else { return commandLine }
+        let device = root.partUUID.map { "PARTUUID=\($0)" } ?? "/dev/vda"
+        let option = "root=\(device) \(root.options.readOnly ? "ro" : "rw")"
+        return commandLine.isEmpty ? option : commandLine + " " + option
     }
 
     /// What a `Machine` is built from; throws if no kernel was given.
     public func configuration() throws(ResourcesError) -> MachineConfiguration {
         guard let kernelPath else { throw .missing("a kernel (boot source)") }
-        var configuration = MachineConfiguration(kernelPath: kernelPath, initrdPath: initrdPath, commandLine: commandLine,
+        var configuration = MachineConfiguration(kernelPath: kernelPath, initrdPath: initrdPath, commandLine: commandLineWithRoot,
                                                  memoryBytes: memoryBytes, cpuCount: cpuCount, kvmPath: kvmPath,
                                                  prefault: prefault, devices: devices)
         configuration.hugePages = hugePages

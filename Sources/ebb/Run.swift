@@ -39,7 +39,7 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("A virtio-blk disk backed by a raw image: PATH[,readonly=on][,cache=none|writeback][,serial=ID]; repeatable, the first is /dev/vda. cache=none (default) is O_DIRECT, as QEMU's.", valueName: "disk"))
     var disk: [String] = []
 
-    @Option(help: "A Firecracker-format JSON config file (boot-source, machine-config, balloon); options given here override it. Without a balloon section there is no balloon.")
+    @Option(help: "A Firecracker-format JSON config file (boot-source, machine-config, balloon, drives); options given here override it. Without a balloon section there is no balloon.")
     var configFile: String?
 
     @Option(help: "KVM device (also $EBB_KVM_DEVICE).")

@@ -43,7 +43,10 @@ import VMM
         #expect(throws: BodyError("field 'machine-config.vcpu_count' has the wrong type")) {
             try resources(#"{"boot-source": {"kernel_image_path": "/k"}, "machine-config": {"vcpu_count": "two"}}"#)
         }
-        #expect(throws: ResourcesError.invalid("'drives' is not supported by Ebb yet")) {
+        #expect(throws: ResourcesError.invalid("'network-interfaces' is not supported by Ebb yet")) {
+            try resources(#"{"boot-source": {"kernel_image_path": "/k"}, "network-interfaces": [{"iface_id": "eth0"}]}"#)
+        }
+        #expect(throws: BodyError("missing field 'drives.Index 0.is_root_device'")) {
             try resources(#"{"boot-source": {"kernel_image_path": "/k"}, "drives": [{"drive_id": "root"}]}"#)
         }
         #expect(throws: ResourcesError.invalid("0 vCPUs requested: Ebb supports 1 to 254")) {
@@ -54,6 +57,61 @@ import VMM
         }
         #expect(throws: ResourcesError.self) {
             try resources(#"{"boot-source": {"kernel_image_path": "/k"}, "balloon": {"amount_mib": 0, "deflate_on_oom": true, "free_page_hinting": true}}"#)
+        }
+    }
+
+    /// Firecracker's drives: the root drive is /dev/vda and named on the command line, as
+    /// Firecracker does it; the drive_id is the serial.
+    @Test func drivesBecomeDisksWithTheRootFirst() throws {
+        let resources = try resources("""
+            {"boot-source": {"kernel_image_path": "/k", "boot_args": "console=ttyS0"},
+             "drives": [{"drive_id": "data", "path_on_host": "/d.img", "is_root_device": false, "is_read_only": true},
+                        {"drive_id": "rootfs", "path_on_host": "/r.img", "is_root_device": true, "is_read_only": false,
+                         "cache_type": "Unsafe", "io_engine": "Sync", "rate_limiter": null}]}
+            """)
+        let configuration = try resources.configuration()
+        #expect(configuration.commandLine == "console=ttyS0 root=/dev/vda rw")
+        // No balloon section, no balloon: the disks are all the devices.
+        #expect(configuration.devices.count == 2)
+        let disks = configuration.devices.compactMap { device -> BlockDevice.Options? in
+            if case let .block(options) = device { return options }
+            return nil
+        }
+        #expect(disks == [BlockDevice.Options(path: "/r.img", serial: "rootfs"),
+                          BlockDevice.Options(path: "/d.img", readOnly: true, serial: "data")])
+    }
+
+    @Test func aRootDriveWithAPartUUIDAndOneOnTheCommandLine() throws {
+        let partuuid = try resources("""
+            {"boot-source": {"kernel_image_path": "/k"},
+             "drives": [{"drive_id": "r", "path_on_host": "/r.img", "is_root_device": true, "is_read_only": true, "partuuid": "0eaa91a0-01"}]}
+            """)
+        #expect(try partuuid.configuration().commandLine == "root=PARTUUID=0eaa91a0-01 ro")
+        let named = try resources("""
+            {"boot-source": {"kernel_image_path": "/k", "boot_args": "root=/dev/vdb1"},
+             "drives": [{"drive_id": "r", "path_on_host": "/r.img", "is_root_device": true}]}
+            """)
+        #expect(try named.configuration().commandLine == "root=/dev/vdb1")
+    }
+
+    @Test func drivesEbbCannotHonourAreRefused() {
+        func drive(_ fields: String) throws {
+            try resources(#"{"boot-source": {"kernel_image_path": "/k"}, "drives": [{"drive_id": "d", "is_root_device": false, "# + fields + "}]}")
+        }
+        #expect(throws: ResourcesError.invalid("drive 'd': rate_limiter is not supported")) {
+            try drive(#""path_on_host": "/d.img", "rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1}}"#)
+        }
+        #expect(throws: ResourcesError.invalid("drive 'd': vhost-user drives (socket) are not supported")) { try drive(#""socket": "/s""#) }
+        #expect(throws: ResourcesError.invalid("drive 'd': path_on_host is missing")) { try drive(#""is_read_only": true"#) }
+        #expect(throws: ResourcesError.invalid("drive 'd': cache_type 'None' is not one of Unsafe, Writeback")) {
+            try drive(#""path_on_host": "/d.img", "cache_type": "None""#)
+        }
+        #expect(throws: BodyError("unknown field 'readonly' in 'drives.Index 0'")) { try drive(#""path_on_host": "/d.img", "readonly": true"#) }
+        #expect(throws: ResourcesError.invalid("a root drive already exists ('a')")) {
+            try resources("""
+                {"boot-source": {"kernel_image_path": "/k"},
+                 "drives": [{"drive_id": "a", "path_on_host": "/a", "is_root_device": true}, {"drive_id": "b", "path_on_host": "/b", "is_root_device": true}]}
+                """)
         }
     }
 }

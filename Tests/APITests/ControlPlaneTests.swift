@@ -24,6 +24,22 @@ import VMM
         #expect(routes.handle(method: "GET", path: "/nothing", body: []).status == 404)
     }
 
+    /// PUT /drives/{id} before the start adds a disk, and again with the same id replaces it.
+    @Test func drivesArePutBeforeTheStart() {
+        let control = ControlPlane(resources: MachineResources())
+        let routes = APIRoutes(control: control)
+        let put = { (path: String, body: String) in routes.handle(method: "PUT", path: path, body: Array(body.utf8)) }
+        #expect(put("/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "/a.img", "is_root_device": true, "is_read_only": false}"#) == .noContent)
+        #expect(put("/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "/b.img", "is_root_device": true, "is_read_only": true}"#) == .noContent)
+        #expect(control.resources.drives.map(\.options.path) == ["/b.img"])
+        #expect(control.resources.drives.first?.options.readOnly == true)
+        let mismatch = put("/drives/data", #"{"drive_id": "other", "path_on_host": "/c.img", "is_root_device": false}"#)
+        #expect(mismatch.status == 400 && mismatch.body.contains("is not the path's 'data'"), "\(mismatch.body)")
+        let twice = put("/drives/data", #"{"drive_id": "data", "path_on_host": "/b.img", "is_root_device": false}"#)
+        #expect(twice.status == 400 && twice.body.contains("given twice"), "\(twice.body)")
+        #expect(put("/drives/", #"{}"#).status == 404)
+    }
+
     @Test func aStartIsHandedToTheThreadThatBuildsTheMachine() throws {
         let control = ControlPlane(resources: MachineResources())
         // Not complete yet: no kernel.

@@ -129,6 +129,25 @@ struct BlockDeviceTests {
         #expect(result.stderr.contains("7 answered IOERR, 2 UNSUPP"), "\(result.stderr)")
     }
 
+    /// A Firecracker config file's root drive: the guest's first disk, its drive_id the serial,
+    /// and `root=/dev/vda` on the command line, as Firecracker does it.
+    @Test func aConfigFileDriveIsTheGuestsDisk() throws {
+        try requireTestKernel()
+        let scratch = try DiskScratch("config")
+        let path = try scratch.image()
+        let config = scratch.directory.appendingPathComponent("vm.json")
+        try Data("""
+            {"boot-source": {"kernel_image_path": "\(testKernelELF)", "boot_args": "ebb.scenario=blk-read"},
+             "machine-config": {"vcpu_count": 1, "mem_size_mib": 256},
+             "drives": [{"drive_id": "rootfs", "path_on_host": "\(path)", "is_root_device": true, "is_read_only": true}]}
+            """.utf8).write(to: config)
+        let result = try runEbb(["run", "--config-file", config.path], seconds: 120)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("blk: get-id status=OK serial='rootfs'"), "\(result.stdout)")
+        #expect(result.stdout.contains("ro=1"), "\(result.stdout)")
+        #expect(result.stdout.contains("root=/dev/vda ro"), "the test kernel prints its command line: \(result.stdout.prefix(2000))")
+    }
+
     /// Two disks: the first is the first one the guest finds, and each keeps its own image.
     @Test func secondDiskIsItsOwnDevice() throws {
         let scratch = try DiskScratch("two")
