@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory"]),
         .testTarget(name: "APITests", dependencies: ["API"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "GuestMemory", "LinuxBoot", "BootImageFixtures"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory", "LinuxBoot", "BootImageFixtures"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMM"]),
     ]
 )

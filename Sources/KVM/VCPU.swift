@@ -91,6 +91,9 @@ public final class VCPU: @unchecked Sendable {
 
     // MARK: Register state
 
+    /// KVM's statistics of this vCPU (halt_wait_ns, exits, ...), read from outside the guest.
+    public func statistics() throws -> KVMStatistics { try KVMStatistics(owner: fd) }
+
     public func registers() throws -> kvm_regs {
         var value = kvm_regs()
         try fd.ioctl("KVM_GET_REGS", EBB_KVM_GET_REGS, &value)

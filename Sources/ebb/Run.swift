@@ -130,12 +130,14 @@ struct Run: ParsableCommand {
         control.attach(machine)
         let progress = (memoryProgress ?? isDemo) ? MemoryProgress(machine: machine) : nil
         try progress?.start()
+        let started = ContinuousClock.now
         let outcome = Result { try machine.run() }
+        let ran = ContinuousClock.now - started
         progress?.stop()
         api?.stop()
         let exit: MachineExit
         do { exit = try outcome.get() } catch { fail("\(error)") }
-        printSummary(machine: machine, exit: exit)
+        printSummary(machine: machine, exit: exit, ran: ran)
         throw ExitCode(exit.exitCode)
     }
 
@@ -197,12 +199,18 @@ struct Run: ParsableCommand {
         return options
     }
 
-    func printSummary(machine: Machine, exit: MachineExit) {
+    func printSummary(machine: Machine, exit: MachineExit, ran: Duration) {
         let memory = machine.sampleHostMemory()
         let unclaimed = machine.unclaimedAccesses
         report("\(exit); host RSS \(formatBytes(memory.residentBytes)) (peak \(formatBytes(memory.peakResidentBytes)), \(formatBytes(memory.overheadBytes)) outside guest RAM); unclaimed accesses: \(unclaimed.io) port, \(unclaimed.mmio) MMIO")
         if machine.breakpointsInjectedCount > 0 {
             report("int3 passed to the guest as #BP \(machine.breakpointsInjectedCount) time(s) (kvm_pvm cannot emulate it)")
+        }
+        let time = machine.vcpuTime()
+        let wall = Double(ran.components.seconds) + Double(ran.components.attoseconds) / 1e18
+        if let halted = time.haltedNanoseconds, wall > 0 {
+            let shares = halted.map { "\(Int((Double($0) / 1e9 / wall * 100).rounded()))%" }
+            report("vCPUs halted (KVM's halt_wait_ns over \((wall * 10).rounded() / 10) s): \(shares.joined(separator: ", "))\(time.exits.map { "; \($0) exits" } ?? "")")
         }
         for disk in machine.disks {
             let c = disk.counters

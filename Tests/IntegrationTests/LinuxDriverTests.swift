@@ -76,6 +76,9 @@ extension HeavyGuestTests {
             #expect(peak >= 512 * mebibyte, "prefault should make all RAM resident (peak \(peak >> 20) MiB)")
             #expect(stages.returned != nil, "ebb's RSS did not fall by 80% of guest RAM")
             #expect(!result.stderr.contains("needs reset"), "\(result.stderr)")
+            // KVM's own statistics, one halted share per vCPU: Linux idles in HLT between its work.
+            let halted = result.stderr.split(separator: "\n").first { $0.contains("vCPUs halted (KVM's halt_wait_ns") }
+            #expect(halted.map { $0.split(separator: "%").count - 1 } == cpus, "\(result.stderr)")
             // The kernel has CONFIG_X86_MPPARSE: it finds Ebb's MP table instead of scanning the BIOS area.
             #expect(result.stdout.contains("found SMP MP-table at [mem 0x000f0000-0x000f000f]"), "\(result.stdout.prefix(3000))")
         }

@@ -108,6 +108,8 @@ static const unsigned long EBB_KVM_SET_LAPIC = KVM_SET_LAPIC;
 static const unsigned long EBB_KVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
 static const unsigned long EBB_KVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
 static const unsigned long EBB_KVM_TRANSLATE = KVM_TRANSLATE;
+// VM and vCPU: a file of binary statistics (Documentation/virt/kvm/api.rst, 4.133).
+static const unsigned long EBB_KVM_GET_STATS_FD = KVM_GET_STATS_FD;
 
 // Disk images. O_DIRECT and the open file description locks are _GNU_SOURCE names; their values
 // are the kernel's ABI on x86-64.
