@@ -176,6 +176,27 @@ struct BlockDeviceTests {
         #expect(try residentPageCacheBytes(path) >= 8192, "cache=writeback: nothing of the 8 KiB read is cached")
     }
 
+    /// Where the file system refuses O_DIRECT (ramfs has no direct I/O), cache=none falls back to
+    /// the page cache and says so in one line; the disk still works.
+    @Test(.enabled(if: getuid() == 0, "needs root to mount a ramfs"))
+    func cacheNoneFallsBackWhereTheFileSystemRefusesODirect() throws {
+        let scratch = try DiskScratch("ramfs")
+        let mountPoint = scratch.directory.appendingPathComponent("ramfs").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        guard mount("ramfs", mountPoint, "ramfs", 0, nil) == 0 else {
+            throw TestFailure("cannot mount a ramfs at \(mountPoint): errno \(errno)")
+        }
+        // Unmounted before the scratch directory goes.
+        defer { umount(mountPoint); withExtendedLifetime(scratch) {} }
+        let path = try scratch.image("ramfs/disk.img")
+        let image = try bytes(of: path)
+        let result = try boot("blk-read", disks: [path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("disk image '\(path)': its file system refuses O_DIRECT; using the host's page cache (cache=writeback)"),
+                "\(result.stderr)")
+        #expect(result.stdout.contains("fnv=\(fnv1a(image[0..<4096]))"), "\(result.stdout)")
+    }
+
     func evictFromPageCache(_ path: String) throws {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw TestFailure("open \(path): errno \(errno)") }
