@@ -45,11 +45,16 @@ public struct APIResponse: Equatable, Sendable {
 /// answer before the machine exists too, from its configuration.
 public struct APIRoutes: Sendable {
     let control: ControlPlane
+    /// What `GET /` answers as `id` (Firecracker's `--id`).
+    let instanceID: String
     static let mebibyte: UInt64 = 1 << 20
     /// Request bodies larger than this are refused before parsing.
     public static let maximumBodyBytes = 64 * 1024
 
-    public init(control: ControlPlane) { self.control = control }
+    public init(control: ControlPlane, instanceID: String = "ebb") {
+        self.control = control
+        self.instanceID = instanceID
+    }
     public init(machine: any MachineControl) { self.init(control: ControlPlane(running: machine)) }
 
     struct InstanceInfo: Encodable {
@@ -89,7 +94,7 @@ public struct APIRoutes: Sendable {
         switch (method, path) {
         case ("GET", "/"):
             let state = control.phase == .running ? "Running" : "Not started"
-            return .json(InstanceInfo(id: "ebb", state: state, vmmVersion: "0.1.0", appName: "ebb"))
+            return .json(InstanceInfo(id: instanceID, state: state, vmmVersion: "0.1.0", appName: "ebb"))
         case ("GET", "/machine-config"):
             let (cpus, memory) = control.machine.map { ($0.configuration.cpuCount, $0.configuration.memoryBytes) }
                 ?? (control.resources.cpuCount, control.resources.memoryBytes)
@@ -97,6 +102,12 @@ public struct APIRoutes: Sendable {
         case ("PUT", "/machine-config"), ("PATCH", "/machine-config") where control.phase == .configuring:
             // Before the start, through the same setters as the command line and the config file.
             return configure(MachineConfigBody.self, body) { $0.apply(to:) }
+        case ("PUT", "/boot-source") where control.phase == .configuring:
+            return configure(BootSourceBody.self, body) { $0.apply(to:) }
+        case ("PUT", "/balloon") where control.phase == .configuring:
+            return configure(BalloonBody.self, body) { $0.apply(to:) }
+        case ("PUT", "/actions"):
+            return action(body)
         case ("PUT", _) where path.hasPrefix(Self.drivesPrefix) && control.phase == .configuring:
             let id = String(path.dropFirst(Self.drivesPrefix.count))
             guard !id.isEmpty, !id.contains("/") else { return .error(404, "no such resource: \(path)") }
@@ -115,7 +126,23 @@ public struct APIRoutes: Sendable {
         return handleRunning(method: method, path: path, body: body, machine: machine)
     }
 
-    static let knownPaths: Set<String> = ["/", "/balloon", "/balloon/statistics", "/machine-config"]
+    static let knownPaths: Set<String> = ["/", "/balloon", "/balloon/statistics", "/machine-config", "/boot-source"]
+
+    /// PUT /actions: InstanceStart hands the configuration to the thread that builds the machine.
+    private func action(_ bytes: [UInt8]) -> APIResponse {
+        let body: ActionBody
+        do { body = try decodeBody(ActionBody.self, from: bytes) } catch { return .error(400, error.description) }
+        switch body.actionType {
+        case "InstanceStart":
+            do { try control.requestStart() } catch { return .error(400, error.description) }
+            return .noContent
+        case "SendCtrlAltDel", "FlushMetrics":
+            guard control.machine != nil else { return .error(400, ControlError.beforeStart.description) }
+            return .error(400, "\(body.actionType) is not supported by Ebb yet")
+        default:
+            return .error(400, "action_type '\(body.actionType)' is not one of InstanceStart, SendCtrlAltDel, FlushMetrics")
+        }
+    }
     static let drivesPrefix = "/drives/"
 
     /// Decodes a pre-boot body and applies it to the resources: 204, or 400 saying why.
@@ -135,6 +162,8 @@ public struct APIRoutes: Sendable {
 
     private func handleRunning(method: String, path: String, body: [UInt8], machine: any MachineControl) -> APIResponse {
         switch (method, path) {
+        case ("PUT", "/boot-source"), ("PUT", "/balloon"):
+            return .error(400, ControlError.afterStart.description)
         case ("PUT", "/machine-config"), ("PATCH", "/machine-config"):
             return .error(400, "the machine is configured on ebb's command line before it boots; it cannot change while it runs")
         case ("GET", "/balloon"):

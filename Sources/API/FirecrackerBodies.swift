@@ -215,6 +215,18 @@ public struct DriveBody: Decodable, Equatable {
     }
 }
 
+/// PUT /actions.
+public struct ActionBody: Decodable, Equatable {
+    public var actionType: String
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case actionType = "action_type" }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        actionType = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .actionType)
+    }
+}
+
 /// Firecracker's `--config-file`: the same sections as the API's PUTs, in one JSON object.
 public struct ConfigFile: Decodable {
     public var bootSource: BootSourceBody

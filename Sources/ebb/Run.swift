@@ -72,6 +72,12 @@ struct Run: ParsableCommand {
     @Option(help: "Serve the control API (Firecracker's conventions: GET/PATCH /balloon, GET /balloon/statistics, GET /machine-config) on this Unix socket.")
     var apiSocket: String?
 
+    @Option(name: .customLong("api-sock"), help: ArgumentHelp("Firecracker's flag: serve the API on this Unix socket; with no --kernel and no --config-file, wait there for the machine's configuration and an InstanceStart (PUT /boot-source, /machine-config, /drives/{id}, /balloon, /actions).", valueName: "path"))
+    var apiSock: String?
+
+    @Option(help: "Firecracker's --id: the instance id GET / answers (default ebb).")
+    var id: String?
+
     @Flag(inversion: .prefixedNo, help: "Print host memory as it changes (default: on for the demo).")
     var memoryProgress: Bool?
 
@@ -101,20 +107,39 @@ struct Run: ParsableCommand {
         }
     }
 
+    /// `ebb --api-sock PATH` with nothing to boot: the machine comes from the API, as a
+    /// Firecracker client configures one.
+    var waitsForTheAPI: Bool { apiSock != nil && kernel == nil && configFile == nil }
+
     func run() throws {
         ThreadRegistry.registerCurrentThread(as: .main)
-        let resources = try resources()
-        let configuration: MachineConfiguration
-        do { configuration = try resources.configuration() } catch { fail("\(error)") }
+        if apiSock != nil && apiSocket != nil { fail("--api-sock and --api-socket name the same thing: give one") }
+        var resources = waitsForTheAPI ? apiBaseResources() : try resources()
         // The API serves from before the machine exists ("Not started"), as Firecracker's does;
         // the signals are blocked first, so that its thread inherits the mask.
         HostSignalWatcher.blockWatchedSignals()
         let control = ControlPlane(resources: resources)
         let api: APIServer?
+        let socketPath = apiSock ?? apiSocket
         do {
-            api = try apiSocket.map { try APIServer(socketPath: $0, routes: APIRoutes(control: control)) }
+            api = try socketPath.map { try APIServer(socketPath: $0, routes: APIRoutes(control: control, instanceID: id ?? "ebb")) }
         } catch {
-            fail("cannot serve the API on '\(apiSocket ?? "")': \(error)")
+            fail("cannot serve the API on '\(socketPath ?? "")': \(error)")
+        }
+        if waitsForTheAPI {
+            report("waiting on \(socketPath ?? "") for the machine's configuration and InstanceStart")
+            switch waitForInstanceStart(control) {
+            case let .started(configured): resources = configured
+            case let .stopped(signal):
+                api?.stop()
+                report("stopped by signal \(signal) before the machine started")
+                throw ExitCode(128 + signal)
+            }
+        }
+        let configuration: MachineConfiguration
+        do { configuration = try resources.configuration() } catch {
+            api?.stop()
+            fail("\(error)")
         }
         let machine: Machine
         do {
@@ -139,6 +164,33 @@ struct Run: ParsableCommand {
         do { exit = try outcome.get() } catch { fail("\(error)") }
         printSummary(machine: machine, exit: exit, ran: ran)
         throw ExitCode(exit.exitCode)
+    }
+
+    /// What the API starts from: Ebb's defaults and the host options given here (the machine
+    /// itself comes from the API's PUTs).
+    func apiBaseResources() -> MachineResources {
+        var resources = MachineResources()
+        resources.kvmPath = kvmDevice ?? environment("EBB_KVM_DEVICE") ?? resources.kvmPath
+        resources.prefault = prefault
+        if let hugePages { resources.hugePages = hugePages == .on }
+        resources.addHostKernelOptions = hostKernelOptions == .on
+        return resources
+    }
+
+    enum APIWait { case started(MachineResources), stopped(signal: Int32) }
+
+    /// Waits for the API's InstanceStart, or a stop signal (which ends ebb with 128+N, as a stop
+    /// of a running machine does).
+    func waitForInstanceStart(_ control: ControlPlane) -> APIWait {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for number in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, number) }
+        var tick = timespec(tv_sec: 0, tv_nsec: 100_000_000)
+        while control.phase == .configuring {
+            let number = sigtimedwait(&signals, nil, &tick)
+            if number > 0 { return .stopped(signal: number) }
+        }
+        return .started(control.resources)
     }
 
     /// The machine as the config file (if any) and then these options describe it: both go
