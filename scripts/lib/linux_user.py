@@ -95,9 +95,9 @@ def meminfo_kib(line, field):
     return int(found.group(1)) if found else None
 
 
-def run_reclaim(argv, memory_mib, timeout_s=300, echo=None):
-    """Runs the scenario once; returns a dict of the figures above plus status, output and why it
-    failed (`error`), if it did."""
+def start_run(argv, echo):
+    """Starts the VMM; returns the run, the result dict to fill, and `stage(prefix, limit_s)`,
+    which waits for a line and, the first time one does not come, says so in result["error"]."""
     run = VMRun(argv, echo=echo)
     result = {"argv": argv, "error": None}
 
@@ -106,6 +106,14 @@ def run_reclaim(argv, memory_mib, timeout_s=300, echo=None):
         if found is None and result["error"] is None:
             result["error"] = f"no '{prefix}' line within {limit_s} s"
         return found
+
+    return run, result, stage
+
+
+def run_reclaim(argv, memory_mib, timeout_s=300, echo=None):
+    """Runs the scenario once; returns a dict of the figures above plus status, output and why it
+    failed (`error`), if it did."""
+    run, result, stage = start_run(argv, echo)
 
     init = stage("init: scenario=", timeout_s)
     start = stage("reclaim: start", 60) if init else None
@@ -174,14 +182,7 @@ def run_page_cache(argv, memory_mib, disk, timeout_s=300, echo=None):
     reclaim scenario, from the RSS at "page-cache: meminfo before", the peak between the read and
     the drop, and the fall from "page-cache: dropped" to the end of the hold), host-cache-mib
     (the host's page cache for `disk`, the most seen after the read)."""
-    run = VMRun(argv, echo=echo)
-    result = {"argv": argv, "error": None}
-
-    def stage(prefix, limit_s):
-        found = run.wait_for(prefix, limit_s)
-        if found is None and result["error"] is None:
-            result["error"] = f"no '{prefix}' line within {limit_s} s"
-        return found
+    run, result, stage = start_run(argv, echo)
 
     before = stage("page-cache: meminfo before", timeout_s)
     read = stage("page-cache: meminfo read", 300) if before else None
