@@ -170,11 +170,17 @@ struct Run: ParsableCommand {
     /// itself comes from the API's PUTs).
     func apiBaseResources() -> MachineResources {
         var resources = MachineResources()
-        resources.kvmPath = kvmDevice ?? environment("EBB_KVM_DEVICE") ?? resources.kvmPath
-        resources.prefault = prefault
-        if let hugePages { resources.hugePages = hugePages == .on }
-        resources.addHostKernelOptions = hostKernelOptions == .on
+        applyHostOptions(to: &resources, usesTestKernel: false)
         return resources
+    }
+
+    /// The options about the host rather than the machine (KVM device, prefault, huge pages,
+    /// kvm_pvm kernel options), over what the config file or the defaults said.
+    func applyHostOptions(to resources: inout MachineResources, usesTestKernel: Bool) {
+        resources.kvmPath = kvmDevice ?? environment("EBB_KVM_DEVICE") ?? resources.kvmPath
+        resources.prefault = prefault || resources.prefault
+        if let hugePages { resources.hugePages = hugePages == .on }
+        resources.addHostKernelOptions = hostKernelOptions == .on && !usesTestKernel
     }
 
     enum APIWait { case started(MachineResources), stopped(signal: Int32) }
@@ -216,10 +222,7 @@ struct Run: ParsableCommand {
             // A value no machine can have, as Machine itself would refuse it: status 1, one line.
             fail("\(error)")
         }
-        resources.kvmPath = kvmDevice ?? environment("EBB_KVM_DEVICE") ?? resources.kvmPath
-        resources.prefault = prefault || resources.prefault
-        if let hugePages { resources.hugePages = hugePages == .on }
-        resources.addHostKernelOptions = hostKernelOptions == .on && !usesTestKernel
+        applyHostOptions(to: &resources, usesTestKernel: usesTestKernel)
         return resources
     }
 
