@@ -9,6 +9,8 @@ public protocol MachineControl: Sendable {
     var balloonActualBytes: UInt64? { get }
     var balloonTargetBytes: UInt64? { get }
     var balloonOptions: BalloonDevice.Options? { get }
+    /// The agentless reclaim's state, nil when it is off.
+    var reclaimStatus: ReclaimStatus? { get }
     func setBalloonTarget(bytes: UInt64)
 }
 
@@ -74,18 +76,43 @@ public struct APIRoutes: Sendable {
             case amountMib = "amount_mib", deflateOnOom = "deflate_on_oom", statsPollingIntervalS = "stats_polling_interval_s"
         }
     }
+    struct IdleReclaim: Encodable {
+        let state: String, squeezes: UInt64, squeezedBytes: UInt64, floorMib: UInt64, intervalS: Double
+        let aborts: [String: UInt64], backOffs: [String: UInt64]
+        enum CodingKeys: String, CodingKey {
+            case state, squeezes, squeezedBytes = "squeezed_bytes", floorMib = "floor_mib", intervalS = "interval_s"
+            case aborts, backOffs = "back_offs"
+        }
+
+        init(_ status: ReclaimStatus) {
+            state = status.state.rawValue
+            squeezes = status.counters.squeezes
+            squeezedBytes = status.counters.squeezedBytes
+            floorMib = status.floorBytes >> 20
+            intervalS = Double(status.interval.components.seconds) + Double(status.interval.components.attoseconds) / 1e18
+            aborts = Dictionary(uniqueKeysWithValues: status.counters.aborts.map { ($0.key.rawValue, $0.value) })
+            backOffs = Dictionary(uniqueKeysWithValues: status.counters.backOffs.map { ($0.key.rawValue, $0.value) })
+        }
+    }
+
     struct BalloonStatistics: Encodable {
         let targetPages: UInt64, actualPages: UInt64, targetMib: UInt64, actualMib: UInt64
         let freePageReports: UInt64, reportedBytes: UInt64, discardedBytes: UInt64, discardFailures: UInt64
         let inflatedPages: UInt64, deflatedPages: UInt64
         let freeMemory: UInt64?, totalMemory: UInt64?, availableMemory: UInt64?, diskCaches: UInt64?
         let swapIn: UInt64?, swapOut: UInt64?, majorFaults: UInt64?, minorFaults: UInt64?
+        let oomKill: UInt64?, allocStall: UInt64?
+        /// Ebb's own: the agentless reclaim, and what free page reporting gave back.
+        let idleReclaim: IdleReclaim?
+        let reportReturnedBytes: UInt64
         enum CodingKeys: String, CodingKey {
             case targetPages = "target_pages", actualPages = "actual_pages", targetMib = "target_mib", actualMib = "actual_mib"
             case freePageReports = "free_page_reports", reportedBytes = "reported_bytes", discardedBytes = "discarded_bytes"
             case discardFailures = "discard_failures", inflatedPages = "inflated_pages", deflatedPages = "deflated_pages"
             case freeMemory = "free_memory", totalMemory = "total_memory", availableMemory = "available_memory", diskCaches = "disk_caches"
             case swapIn = "swap_in", swapOut = "swap_out", majorFaults = "major_faults", minorFaults = "minor_faults"
+            case oomKill = "oom_kill", allocStall = "alloc_stall", idleReclaim = "idle_reclaim"
+            case reportReturnedBytes = "report_returned_bytes"
         }
     }
 
@@ -197,7 +224,9 @@ public struct APIRoutes: Sendable {
                 inflatedPages: counters.inflatedPages, deflatedPages: counters.deflatedPages,
                 freeMemory: stat(.freeMemory), totalMemory: stat(.totalMemory), availableMemory: stat(.availableMemory),
                 diskCaches: stat(.diskCaches), swapIn: stat(.swapIn), swapOut: stat(.swapOut),
-                majorFaults: stat(.majorFaults), minorFaults: stat(.minorFaults)))
+                majorFaults: stat(.majorFaults), minorFaults: stat(.minorFaults),
+                oomKill: stat(.oomKills), allocStall: stat(.allocationStalls),
+                idleReclaim: machine.reclaimStatus.map(IdleReclaim.init), reportReturnedBytes: counters.reportReturnedBytes))
         case ("PUT", _) where path.hasPrefix(Self.drivesPrefix):
             return .error(400, "drives are configured before the machine boots; Ebb does not change them while it runs yet")
         case (_, "/"), (_, "/balloon"), (_, "/balloon/statistics"), (_, "/machine-config"):

@@ -167,6 +167,19 @@ public final class GuestMemory: @unchecked Sendable {
         }
     }
 
+    /// How much of the host pages wholly inside `range` is resident on the host (`mincore`):
+    /// what a discard of `range` would give back. 0 if the kernel will not say.
+    public func residentBytes(in range: GuestRange) -> UInt64 {
+        guard let region = region(containing: range) else { return 0 }
+        let first = (range.start.value + pageSizeBytes - 1) / pageSizeBytes * pageSizeBytes
+        let last = range.end / pageSizeBytes * pageSizeBytes
+        guard last > first else { return 0 }
+        let offset = region.hostOffset + (first - region.guestRange.start.value)
+        var pages = [UInt8](repeating: 0, count: Int((last - first) / pageSizeBytes))
+        guard mincore(base + Int(offset), Int(last - first), &pages) == 0 else { return 0 }
+        return UInt64(pages.reduce(0) { $0 + Int($1 & 1) }) * pageSizeBytes
+    }
+
     /// Gives the host pages wholly inside `range` back to the kernel (`MADV_DONTNEED`): the host's
     /// resident memory falls, and the guest reads zeros there next time. Partial pages at the edges
     /// are kept, since a neighbour may still be in use. Returns the bytes discarded.

@@ -26,6 +26,8 @@ public final class Machine: @unchecked Sendable {
     /// The command line the guest got, and what Ebb added to it for this host's KVM.
     public let commandLine: String
     public private(set) var addedKernelOptions: [String] = []
+    /// The agentless reclaim, when it is on and there is a balloon.
+    private(set) var reclaimer: IdleReclaimer?
 
     private let exitState = Mutex<MachineExit?>(nil)
     private let stopping = Atomic<Bool>(false)
@@ -112,6 +114,9 @@ public final class Machine: @unchecked Sendable {
         try BootRegisters.apply(entry, to: vcpus[0])
         self.vcpus = vcpus
         requests.attach(self)
+        if let settings = configuration.idleReclaim, let balloon = configuration.balloon {
+            reclaimer = IdleReclaimer(machine: self, settings: settings, userTargetBytes: balloon.targetBytes)
+        }
     }
 
     var isStopping: Bool { stopping.load(ordering: .acquiring) }
@@ -147,6 +152,8 @@ public final class Machine: @unchecked Sendable {
         defer { if attachConsole { console.stop() } }
         for device in virtioDevices { try device.eventLoop.start(name: "ebb-virtio\(device.slot.index)") }
         defer { virtioDevices.forEach { $0.eventLoop.stop() } }
+        try reclaimer?.start()
+        defer { reclaimer?.stop() }
 
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, machine: self)

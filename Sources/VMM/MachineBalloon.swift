@@ -17,8 +17,15 @@ extension Machine {
     /// Why the guest broke the balloon, if it did (DEVICE_NEEDS_RESET).
     public var balloonBrokenReason: String? { transport(of: BalloonDevice.self)?.brokenReason }
 
-    /// Asks the guest to hold `bytes` in the balloon; the driver hears of it by a config interrupt.
+    /// The user's balloon target (`--balloon-target`, `PATCH /balloon`): the guest should hold
+    /// `bytes` in the balloon. It wins over the agentless reclaim, which squeezes only while the
+    /// user's target is 0.
     public func setBalloonTarget(bytes: UInt64) {
+        if let reclaimer { reclaimer.setUserTarget(bytes: bytes) } else { applyBalloonTarget(bytes: bytes) }
+    }
+
+    /// Sets the device's target; the driver hears of it by a config interrupt.
+    func applyBalloonTarget(bytes: UInt64) {
         transport(of: BalloonDevice.self)?.configChanged(BalloonDevice.self) { $0.setTarget(bytes: bytes) }
     }
 

@@ -15,6 +15,8 @@ public struct MachineConfiguration: Sendable {
     public var hugePages = MachineResources.Defaults.hugePages
     /// On kvm_pvm, append the kernel options a Linux guest needs there (see `HostKernelOptions`).
     public var addHostKernelOptions = true
+    /// The agentless reclaim (`ReclaimPolicy`); nil: off. It needs the balloon.
+    public var idleReclaim: ReclaimSettings? = MachineResources.Defaults.idleReclaim
 
     public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = "",
                 memoryBytes: UInt64 = MachineResources.Defaults.memoryBytes, cpuCount: Int = MachineResources.Defaults.cpuCount,

@@ -15,6 +15,10 @@ public struct MachineResources: Sendable, Equatable {
         /// what Ebb is for.
         public static let balloon = BalloonDevice.Options()
         public static let hugePages = true
+        /// On: giving the guest's cold cache back is what Ebb is for.
+        public static let idleReclaim: ReclaimSettings? = ReclaimSettings()
+        /// The reclaim policy reads the guest's statistics at least this often.
+        public static let reclaimStatisticsInterval: Duration = .seconds(1)
     }
 
     public private(set) var kernelPath: String?
@@ -28,6 +32,8 @@ public struct MachineResources: Sendable, Equatable {
     public var kvmPath = Defaults.kvmPath
     public var prefault = false
     public var hugePages = Defaults.hugePages
+    /// The agentless reclaim's settings; nil: off.
+    public var idleReclaim = Defaults.idleReclaim
     /// On kvm_pvm, append the kernel options a Linux guest needs there (see `HostKernelOptions`).
     public var addHostKernelOptions = true
 
@@ -133,7 +139,15 @@ public struct MachineResources: Sendable, Equatable {
 
     /// The virtio devices in slot order: the balloon (if any), then the disks.
     public var devices: [VirtioDeviceConfiguration] {
-        (balloon.map { [.balloon($0)] } ?? []) + orderedDrives.map { .block($0.options) }
+        (balloonAsBuilt.map { [.balloon($0)] } ?? []) + orderedDrives.map { .block($0.options) }
+    }
+
+    /// The balloon, asking for statistics often enough for the reclaim policy when it is on.
+    var balloonAsBuilt: BalloonDevice.Options? {
+        guard var options = balloon, idleReclaim != nil else { return balloon }
+        let fastest = Defaults.reclaimStatisticsInterval
+        options.statisticsInterval = min(options.statisticsInterval ?? fastest, fastest)
+        return options
     }
 
     /// The command line, with Firecracker's `root=` for a root drive unless it names one already.
@@ -153,6 +167,7 @@ public struct MachineResources: Sendable, Equatable {
                                                  prefault: prefault, devices: devices)
         configuration.hugePages = hugePages
         configuration.addHostKernelOptions = addHostKernelOptions
+        configuration.idleReclaim = idleReclaim
         return configuration
     }
 }

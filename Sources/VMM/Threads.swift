@@ -18,6 +18,8 @@ public enum ThreadRole: Sendable, Hashable, CustomStringConvertible {
     case console
     /// Samples host memory for the progress lines.
     case memoryMonitor
+    /// The agentless reclaim's policy loop (`IdleReclaimer`).
+    case reclaimer
 
     public var description: String {
         switch self {
@@ -28,6 +30,7 @@ public enum ThreadRole: Sendable, Hashable, CustomStringConvertible {
         case .signalWatcher: "signals"
         case .console: "console"
         case .memoryMonitor: "memory monitor"
+        case .reclaimer: "reclaimer"
         }
     }
 }

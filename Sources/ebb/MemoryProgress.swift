@@ -17,7 +17,8 @@ final class MemoryProgress: Sendable {
                 return true
             }
             guard changed else { return }
-            let reported = machine.balloonCounters.map { ", guest reported \(formatBytes($0.reportedBytes)) free" } ?? ""
+            var reported = machine.balloonCounters.map { ", guest reported \(formatBytes($0.reportedBytes)) free" } ?? ""
+            if let reclaim = machine.reclaimStatus { reported += "; reclaim \(reclaim.summary)" }
             let tenths = sample.elapsed.components.seconds * 10 + sample.elapsed.components.attoseconds / 100_000_000_000_000_000
             report("t=\(tenths / 10).\(tenths % 10)s host RSS \(formatBytes(sample.residentBytes)) (peak \(formatBytes(sample.peakResidentBytes)))\(reported)")
         }

@@ -16,6 +16,7 @@ final class FakeBalloon: MachineControl, Sendable {
         return counters
     }
     var balloonActualBytes: UInt64? { 8 << 20 }
+    var reclaimStatus: ReclaimStatus? { nil }
     var balloonTargetBytes: UInt64? { target.withLock { $0 } }
     func setBalloonTarget(bytes: UInt64) { target.withLock { $0 = bytes } }
 }

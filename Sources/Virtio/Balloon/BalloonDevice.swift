@@ -145,21 +145,27 @@ public final class BalloonDevice: VirtioDevice {
 
     private func discardReported(_ range: GuestRange, memory: GuestMemory) {
         counters.reportDiscardCalls += 1
-        counters.discardedBytes += discard(range, memory: memory)
+        let (discarded, resident) = discard(range, memory: memory)
+        counters.discardedBytes += discarded
+        counters.reportReturnedBytes += resident
     }
 
     private func inflate(_ run: GuestRange, memory: GuestMemory) {
         counters.inflatedPages += run.length / BalloonLimits.pageBytes
-        counters.inflateDiscardedBytes += discard(run, memory: memory)
+        let (discarded, resident) = discard(run, memory: memory)
+        counters.inflateDiscardedBytes += discarded
+        counters.inflateReturnedBytes += resident
     }
 
-    /// A failed discard is counted, never fatal: the memory simply stays resident.
-    private func discard(_ range: GuestRange, memory: GuestMemory) -> UInt64 {
+    /// Bytes discarded, and how many of them were resident (what the host got back). A failed
+    /// discard is counted, never fatal: the memory simply stays resident.
+    private func discard(_ range: GuestRange, memory: GuestMemory) -> (discarded: UInt64, resident: UInt64) {
+        let resident = memory.residentBytes(in: range)
         do {
-            return try memory.discard(range)
+            return (try memory.discard(range), resident)
         } catch {
             counters.discardFailures += 1
-            return 0
+            return (0, 0)
         }
     }
 

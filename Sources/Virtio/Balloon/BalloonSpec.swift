@@ -24,10 +24,12 @@ public enum BalloonQueue: Sendable, Equatable {
     }
 }
 
-/// Statistic tags of `struct virtio_balloon_stat` (virtio 1.2, 5.5.6.3).
+/// Statistic tags of `struct virtio_balloon_stat` (virtio 1.2, 5.5.6.3); 10 to 15 are Linux's
+/// own since 6.12 (include/uapi/linux/virtio_balloon.h), absent from older guests.
 public enum BalloonStatTag: UInt16, Sendable, CaseIterable {
     case swapIn = 0, swapOut = 1, majorFaults = 2, minorFaults = 3, freeMemory = 4, totalMemory = 5
     case availableMemory = 6, diskCaches = 7, hugetlbAllocations = 8, hugetlbFailures = 9
+    case oomKills = 10, allocationStalls = 11, asyncScans = 12, directScans = 13, asyncReclaims = 14, directReclaims = 15
 
     public var name: String {
         switch self {
@@ -41,6 +43,12 @@ public enum BalloonStatTag: UInt16, Sendable, CaseIterable {
         case .diskCaches: return "disk-caches"
         case .hugetlbAllocations: return "hugetlb-allocations"
         case .hugetlbFailures: return "hugetlb-failures"
+        case .oomKills: return "oom-kills"
+        case .allocationStalls: return "allocation-stalls"
+        case .asyncScans: return "async-scans"
+        case .directScans: return "direct-scans"
+        case .asyncReclaims: return "async-reclaims"
+        case .directReclaims: return "direct-reclaims"
         }
     }
 }

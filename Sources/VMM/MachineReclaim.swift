@@ -1,0 +1,27 @@
+import Virtio
+
+extension Machine {
+    /// The agentless reclaim's state, or nil when it is off (or there is no balloon).
+    public var reclaimStatus: ReclaimStatus? { reclaimer?.status }
+
+    /// What the reclaim policy sees now. vCPU statistics and the resident size of guest RAM cost
+    /// more than the rest (a read per vCPU, a walk of smaps): only when `sampleCostly`.
+    func reclaimObservation(elapsed: Duration, sampleCostly: Bool) -> ReclaimObservation? {
+        guard let balloon = withDevice(BalloonDevice.self, { ($0.counters, UInt64($0.actualPages) * BalloonLimits.pageBytes) }) else {
+            return nil
+        }
+        let (counters, actual) = balloon
+        let requests = disks.reduce(UInt64(0)) { total, disk in
+            let c = disk.counters
+            return total + c.reads + c.writes + c.flushes + c.discards + c.writeZeroes
+        }
+        return ReclaimObservation(
+            elapsed: elapsed, statistics: GuestMemoryStatistics(tags: counters.guestStatistics),
+            statisticsUpdates: counters.statisticsUpdates,
+            haltedNanoseconds: sampleCostly ? vcpuTime().haltedNanoseconds?.reduce(0, +) : nil,
+            vcpuCount: vcpus.count, deviceRequests: requests,
+            residentBytes: sampleCostly ? residentBytes(ofMappingAt: memory.hostMapping.start) : nil,
+            balloonActualBytes: actual, inflateReturnedBytes: counters.inflateReturnedBytes,
+            deflatedBytes: counters.deflatedPages * BalloonLimits.pageBytes)
+    }
+}

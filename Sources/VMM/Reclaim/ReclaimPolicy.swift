@@ -1,0 +1,294 @@
+import GuestMemory
+
+/// Agentless reclaim: when the guest holds page cache above a floor, or free memory the host
+/// still has resident, Ebb squeezes it with the balloon and lets go at once. Inflating makes the
+/// guest's own reclaim give up its coldest cache (its LRU chooses, not Ebb); every page the
+/// balloon takes is discarded on the host, 4 KiB at a time, so scattered free pages that free
+/// page reporting never sees come back too; deflating hands the guest all its memory again, as
+/// free pages the host no longer backs.
+///
+/// A pure state machine: `step` takes what is seen from outside the guest (`ReclaimObservation`)
+/// and answers a new balloon target when it wants one. The caller applies it (`IdleReclaimer`);
+/// the unit tests drive it with a simulated guest.
+///
+/// - While the guest is busy but shows no pressure, a squeeze takes at most `busyStepBytes` of
+///   cache; once it is idle, all the cache above the floor.
+/// - Safeguards: major faults after a squeeze (the guest reading back what it gave up) or any
+///   swap-out back off for `backOffIntervals` and, for a refetch, raise the floor; an OOM kill
+///   (Linux 6.12+) or the driver deflating on OOM during a squeeze stops squeezing for
+///   `outOfMemoryPause`; a squeeze whose `actual` stops moving ends where it got to.
+/// - A target the user set wins: no squeeze while it is non-zero, and setting one ends a squeeze.
+public struct ReclaimPolicy: Sendable {
+    public enum State: String, Sendable {
+        case starting, idle, busy, squeezing, releasing
+        case backedOff = "backed-off", stopped
+        case userTarget = "user-target"
+    }
+
+    /// Why a squeeze ended before the balloon reached its target.
+    public enum Abort: String, Sendable, CaseIterable {
+        case stalled
+        case timedOut = "timed-out"
+        case outOfMemory = "out-of-memory"
+        case userTarget = "user-target"
+    }
+
+    /// Why the policy waited instead of squeezing.
+    public enum BackOff: String, Sendable, CaseIterable {
+        case refetch, swap, stall
+        case outOfMemory = "out-of-memory"
+    }
+
+    public let settings: ReclaimSettings
+    public let guestRAMBytes: UInt64
+    public private(set) var state = State.starting
+    public private(set) var counters = ReclaimCounters()
+    /// The cache floor now: the settings' floor, raised by each refetch.
+    public private(set) var floorBytes: UInt64
+    public private(set) var userTargetBytes: UInt64
+
+    private struct Baseline {
+        var elapsed: Duration
+        var updates: UInt64
+        var halted: UInt64?
+        var deviceRequests: UInt64
+        var statistics: GuestMemoryStatistics?
+    }
+
+    private struct Squeeze {
+        var target: UInt64
+        var startedAt: Duration
+        var lastActual: UInt64
+        var progressAt: Duration
+        var returnedAtStart: UInt64
+        var deflatedAtStart: UInt64
+    }
+
+    private var lastDecision: Baseline?
+    private var squeeze: Squeeze?
+    private var releaseStartedAt = Duration.zero
+    private var pausedUntil: Duration?
+    /// What the state is while paused: backed off, or stopped after an OOM.
+    private var pausedState = State.backedOff
+    /// What the last decision saw the guest doing: idle or busy.
+    private var activity = State.starting
+    /// After a squeeze: the guest's major faults then, and until when a rise counts as refetch.
+    private var refetchWatch: (majorFaults: UInt64, until: Duration)?
+
+    public init(settings: ReclaimSettings, guestRAMBytes: UInt64, userTargetBytes: UInt64 = 0) {
+        self.settings = settings
+        self.guestRAMBytes = guestRAMBytes
+        self.floorBytes = settings.cacheFloorBytes
+        self.userTargetBytes = userTargetBytes
+        if userTargetBytes > 0 { state = .userTarget }
+    }
+
+    /// Whether the next `step` at `elapsed` may decide a squeeze (the caller then samples the
+    /// costlier signals: resident memory, vCPU statistics).
+    public func decisionDue(at elapsed: Duration) -> Bool {
+        guard userTargetBytes == 0, state != .squeezing, state != .releasing else { return false }
+        guard let last = lastDecision else { return true }
+        return elapsed - last.elapsed >= settings.interval
+    }
+
+    /// The user set a balloon target (the caller applies it to the device): it wins over any
+    /// squeeze, now and while it is non-zero.
+    public mutating func userTargetChanged(to bytes: UInt64, at elapsed: Duration) {
+        userTargetBytes = bytes
+        if squeeze != nil {
+            squeeze = nil
+            counters.aborts[.userTarget, default: 0] += 1
+        }
+        if bytes > 0 {
+            state = .userTarget
+        } else {
+            state = .releasing
+            releaseStartedAt = elapsed
+        }
+    }
+
+    /// One look at the guest; returns a balloon target to set, or nil to leave it.
+    public mutating func step(_ observation: ReclaimObservation) -> UInt64? {
+        if userTargetBytes > 0 {
+            state = .userTarget
+            return nil
+        }
+        switch state {
+        case .squeezing:
+            return stepSqueeze(observation)
+        case .releasing:
+            if observation.balloonActualBytes <= userTargetBytes || observation.elapsed - releaseStartedAt >= settings.squeezeTimeout {
+                state = pausedUntil == nil ? activity : pausedState
+                // Decide from fresh figures: the release changed them all.
+                lastDecision = nil
+            }
+            return nil
+        case .userTarget:
+            state = .starting
+            lastDecision = nil
+        default:
+            break
+        }
+        guard decisionDue(at: observation.elapsed) else { return nil }
+        return decide(observation)
+    }
+
+    // MARK: Deciding
+
+    private mutating func decide(_ now: ReclaimObservation) -> UInt64? {
+        let previous = lastDecision
+        lastDecision = Baseline(elapsed: now.elapsed, updates: now.statisticsUpdates, halted: now.haltedNanoseconds,
+                                deviceRequests: now.deviceRequests, statistics: now.statistics)
+        // Two updates of the guest's figures, the later one fresh: deltas mean something.
+        guard let statistics = now.statistics, let previous, let before = previous.statistics,
+              now.statisticsUpdates > previous.updates else { return nil }
+
+        if let kills = statistics.oomKills, let killsBefore = before.oomKills, kills > killsBefore {
+            stop(at: now.elapsed)
+            return nil
+        }
+        if statistics.swapOutBytes > before.swapOutBytes {
+            backOff(.swap, at: now.elapsed)
+            return nil
+        }
+        if let watch = refetchWatch {
+            let faults = statistics.majorFaults &- watch.majorFaults
+            if statistics.majorFaults >= watch.majorFaults, faults >= settings.refetchMajorFaults {
+                refetchWatch = nil
+                raiseFloor(refetchedBytes: faults * GuestPage.bytes)
+                backOff(.refetch, at: now.elapsed)
+                return nil
+            }
+            if now.elapsed >= watch.until { refetchWatch = nil }
+        }
+        if let until = pausedUntil {
+            guard now.elapsed >= until else { return nil }
+            pausedUntil = nil
+        }
+
+        let busy = busyShare(now, since: previous) > settings.idleBusyShare || now.deviceRequests > previous.deviceRequests
+        activity = busy ? .busy : .idle
+        state = activity
+        // Faulting in already: the guest is short of memory or reading a mapped file; squeezing
+        // now would take what it is using.
+        let faults = statistics.majorFaults >= before.majorFaults ? statistics.majorFaults - before.majorFaults : 0
+        guard faults < settings.refetchMajorFaults else { return nil }
+
+        let reclaimable = statistics.reclaimableCacheBytes
+        let excess = reclaimable > floorBytes ? reclaimable - floorBytes : 0
+        let cacheTake = busy ? min(excess, settings.busyStepBytes) : excess
+        let used = guestRAMBytes > statistics.freeBytes ? guestRAMBytes - statistics.freeBytes : 0
+        let residentFree = now.residentBytes.map { $0 > used ? $0 - used : 0 } ?? 0
+        guard cacheTake + residentFree >= settings.minimumGainBytes else { return nil }
+
+        // The balloon takes free memory first, then the guest reclaims the cache it asks beyond
+        // that; the guest keeps at least the floor available.
+        let room = statistics.availableBytes > floorBytes ? statistics.availableBytes - floorBytes : 0
+        let amount = min(statistics.freeBytes + cacheTake, room) / GuestPage.bytes * GuestPage.bytes
+        guard amount > 0 else { return nil }
+        let target = now.balloonActualBytes + amount
+        squeeze = Squeeze(target: target, startedAt: now.elapsed, lastActual: now.balloonActualBytes,
+                          progressAt: now.elapsed, returnedAtStart: now.inflateReturnedBytes,
+                          deflatedAtStart: now.deflatedBytes)
+        counters.squeezes += 1
+        state = .squeezing
+        return target
+    }
+
+    /// The vCPUs' share of the time since `previous` that they were not halted; 1 when unknown.
+    private func busyShare(_ now: ReclaimObservation, since previous: Baseline) -> Double {
+        guard let halted = now.haltedNanoseconds, let haltedBefore = previous.halted, halted >= haltedBefore,
+              now.vcpuCount > 0 else { return 1 }
+        let wall = Double((now.elapsed - previous.elapsed).nanoseconds) * Double(now.vcpuCount)
+        guard wall > 0 else { return 1 }
+        return max(0, 1 - Double(halted - haltedBefore) / wall)
+    }
+
+    // MARK: Squeezing
+
+    private mutating func stepSqueeze(_ now: ReclaimObservation) -> UInt64? {
+        guard var current = squeeze else { return release(at: now.elapsed) }
+        let actual = now.balloonActualBytes
+        // The driver gave pages back in the middle of an inflation: that is deflate-on-OOM.
+        if actual < current.lastActual || now.deflatedBytes > current.deflatedAtStart {
+            end(current, now, abort: .outOfMemory)
+            stop(at: now.elapsed)
+            return release(at: now.elapsed)
+        }
+        if actual >= current.target {
+            end(current, now, abort: nil)
+            return release(at: now.elapsed)
+        }
+        if actual > current.lastActual {
+            current.lastActual = actual
+            current.progressAt = now.elapsed
+        }
+        if now.elapsed - current.progressAt >= settings.stallTimeout {
+            end(current, now, abort: .stalled)
+            backOff(.stall, at: now.elapsed)
+            return release(at: now.elapsed)
+        }
+        if now.elapsed - current.startedAt >= settings.squeezeTimeout {
+            end(current, now, abort: .timedOut)
+            return release(at: now.elapsed)
+        }
+        squeeze = current
+        return nil
+    }
+
+    private mutating func end(_ finished: Squeeze, _ now: ReclaimObservation, abort: Abort?) {
+        squeeze = nil
+        counters.squeezedBytes += now.inflateReturnedBytes &- finished.returnedAtStart
+        if let abort { counters.aborts[abort, default: 0] += 1 }
+        if let faults = now.statistics?.majorFaults {
+            refetchWatch = (faults, now.elapsed + settings.interval * settings.refetchWatchIntervals)
+        }
+    }
+
+    /// Deflate at once: the guest keeps all its memory.
+    private mutating func release(at elapsed: Duration) -> UInt64 {
+        squeeze = nil
+        state = .releasing
+        releaseStartedAt = elapsed
+        return userTargetBytes
+    }
+
+    private mutating func backOff(_ reason: BackOff, at elapsed: Duration) {
+        counters.backOffs[reason, default: 0] += 1
+        let until = elapsed + settings.interval * settings.backOffIntervals
+        guard pausedUntil.map({ $0 < until }) ?? true else { return }
+        pausedUntil = until
+        pausedState = .backedOff
+        state = .backedOff
+    }
+
+    private mutating func stop(at elapsed: Duration) {
+        counters.backOffs[.outOfMemory, default: 0] += 1
+        pausedUntil = elapsed + settings.outOfMemoryPause
+        pausedState = .stopped
+        state = .stopped
+    }
+
+    private mutating func raiseFloor(refetchedBytes: UInt64) {
+        let ceiling = UInt64(Double(guestRAMBytes) * settings.maximumFloorShare) / GuestPage.bytes * GuestPage.bytes
+        floorBytes = min(max(floorBytes * 2, floorBytes + refetchedBytes), max(ceiling, settings.cacheFloorBytes))
+    }
+}
+
+/// What the squeezes have done so far.
+public struct ReclaimCounters: Sendable, Equatable {
+    /// Squeezes started, and the resident bytes their inflations gave back to the host.
+    public var squeezes: UInt64 = 0
+    public var squeezedBytes: UInt64 = 0
+    public var aborts: [ReclaimPolicy.Abort: UInt64] = [:]
+    public var backOffs: [ReclaimPolicy.BackOff: UInt64] = [:]
+
+    public init() {}
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,40 @@
+/// How Ebb's agentless reclaim squeezes a guest (see `ReclaimPolicy`). The defaults are what the
+/// README's figures were measured with.
+public struct ReclaimSettings: Sendable, Equatable {
+    /// How often the policy looks at the guest and may start a squeeze (WSL's agent: 10 s).
+    public var interval: Duration = .seconds(5)
+    /// Cache a squeeze leaves the guest. WSL keeps 128 MiB; Ebb starts low, since it is the
+    /// guest's own LRU that picks what goes (cold cache first, the hot stays), and raises the
+    /// floor whenever the guest refetches what it gave up.
+    public var cacheFloorBytes: UInt64 = 8 << 20
+    /// While the guest runs (not idle) and shows no pressure: at most this much cache per squeeze
+    /// (WSL's gradual mode: 256 MiB per 10 s).
+    public var busyStepBytes: UInt64 = 256 << 20
+    /// The guest is idle when its vCPUs ran (were not halted) at most this share of the interval
+    /// and no other device served a request.
+    public var idleBusyShare = 0.02
+    /// A squeeze that would give back less than this is not worth the guest's reclaim pass.
+    public var minimumGainBytes: UInt64 = 16 << 20
+    /// A squeeze whose `actual` has not moved for this long has stalled: it ends there.
+    public var stallTimeout: Duration = .seconds(3)
+    /// The longest a squeeze may take, progress or not.
+    public var squeezeTimeout: Duration = .seconds(30)
+    /// Major faults in the intervals after a squeeze that mean the guest is refetching what it
+    /// gave up (64 faults: 256 KiB read back).
+    public var refetchMajorFaults: UInt64 = 64
+    /// How many intervals after a squeeze its refetch is watched for.
+    public var refetchWatchIntervals = 3
+    /// Intervals to wait after a refetch, a swap-out or a stall.
+    public var backOffIntervals = 6
+    /// After an OOM kill or a deflate-on-OOM, no squeeze for this long.
+    public var outOfMemoryPause: Duration = .seconds(600)
+    /// The floor never rises above this share of guest RAM.
+    public var maximumFloorShare = 0.25
+
+    public init() {}
+
+    public init(interval: Duration, cacheFloorBytes: UInt64) {
+        self.interval = interval
+        self.cacheFloorBytes = cacheFloorBytes
+    }
+}

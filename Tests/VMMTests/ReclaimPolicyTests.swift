@@ -1,0 +1,313 @@
+import Testing
+@testable import VMM
+
+/// A guest as the reclaim policy sees it from outside, simulated: anonymous memory, page cache
+/// (cold first, then hot), free memory some of which the host still backs, and a balloon driver
+/// that follows its target a step per tick, taking free memory first and then cache, as Linux's
+/// reclaim gives it up to the balloon's allocations.
+struct SimulatedGuest {
+    static let mib: UInt64 = 1 << 20
+    let ramBytes: UInt64
+    var anonymousBytes: UInt64
+    var coldCacheBytes: UInt64
+    var hotCacheBytes: UInt64
+    /// Free guest memory the host still has resident (scattered pages free page reporting missed).
+    var residentFreeBytes: UInt64 = 0
+    var balloonBytes: UInt64 = 0
+    var targetBytes: UInt64 = 0
+    /// How far the driver moves per tick; 0: it never follows (a stalled inflation).
+    var driverStepBytes: UInt64 = 64 << 20
+    var busy = false
+    var majorFaults: UInt64 = 0
+    var swapOutBytes: UInt64 = 0
+    var oomKills: UInt64? = 0
+    var statisticsUpdates: UInt64 = 0
+    var haltedNanoseconds: UInt64 = 0
+    var inflateReturnedBytes: UInt64 = 0
+    var deflatedBytes: UInt64 = 0
+    var elapsed: Duration = .zero
+
+    var cacheBytes: UInt64 { coldCacheBytes + hotCacheBytes }
+    var freeBytes: UInt64 { ramBytes - anonymousBytes - cacheBytes - balloonBytes }
+    /// What the host holds: everything the guest uses plus the free pages still backed.
+    var hostResidentBytes: UInt64 { anonymousBytes + cacheBytes + residentFreeBytes }
+
+    init(ramMiB: UInt64 = 1024, anonymousMiB: UInt64 = 100, coldCacheMiB: UInt64 = 0, hotCacheMiB: UInt64 = 0) {
+        ramBytes = ramMiB * Self.mib
+        anonymousBytes = anonymousMiB * Self.mib
+        coldCacheBytes = coldCacheMiB * Self.mib
+        hotCacheBytes = hotCacheMiB * Self.mib
+    }
+
+    /// A quarter second: the driver moves toward the target, the statistics are refreshed.
+    mutating func tick(_ step: Duration = IdleReclaimer.tick) {
+        elapsed += step
+        if !busy { haltedNanoseconds += UInt64(step.nanoseconds) }
+        if targetBytes > balloonBytes {
+            var take = min(targetBytes - balloonBytes, driverStepBytes)
+            // Free pages first (the resident ones among them are given back), then cold cache,
+            // then hot; a guest with nothing left to give stops there.
+            let fromFree = min(take, freeBytes)
+            let residentTaken = min(residentFreeBytes, fromFree)
+            residentFreeBytes -= residentTaken
+            inflateReturnedBytes += residentTaken
+            balloonBytes += fromFree
+            take -= fromFree
+            for keyPath in [\SimulatedGuest.coldCacheBytes, \SimulatedGuest.hotCacheBytes] where take > 0 {
+                let evicted = min(take, self[keyPath: keyPath])
+                self[keyPath: keyPath] -= evicted
+                balloonBytes += evicted
+                inflateReturnedBytes += evicted
+                take -= evicted
+            }
+        } else if targetBytes < balloonBytes {
+            // Deflated pages come back free, and the host no longer backs them.
+            deflate(min(balloonBytes - targetBytes, max(driverStepBytes, 64 << 20)))
+        }
+        statisticsUpdates += 1
+    }
+
+    mutating func deflate(_ bytes: UInt64) {
+        balloonBytes -= bytes
+        deflatedBytes += bytes
+    }
+
+    func observation(resident: Bool) -> ReclaimObservation {
+        // MemAvailable: free plus the cache (no tmpfs here), less a small reserve.
+        let available = freeBytes + cacheBytes
+        let statistics = GuestMemoryStatistics(freeBytes: freeBytes, availableBytes: available, cacheBytes: cacheBytes,
+                                               totalBytes: ramBytes, majorFaults: majorFaults, swapOutBytes: swapOutBytes,
+                                               oomKills: oomKills)
+        return ReclaimObservation(elapsed: elapsed, statistics: statistics, statisticsUpdates: statisticsUpdates,
+                                  haltedNanoseconds: haltedNanoseconds, vcpuCount: 1, deviceRequests: 0,
+                                  residentBytes: resident ? hostResidentBytes : nil, balloonActualBytes: balloonBytes,
+                                  inflateReturnedBytes: inflateReturnedBytes, deflatedBytes: deflatedBytes)
+    }
+}
+
+/// Drives a policy against a simulated guest as `IdleReclaimer` drives it against a machine.
+struct ReclaimSimulation {
+    var guest: SimulatedGuest
+    var policy: ReclaimPolicy
+    /// Every target the policy set, in order.
+    var targets: [UInt64] = []
+    /// The most the balloon held at any tick.
+    var largestBalloon: UInt64 = 0
+
+    init(_ guest: SimulatedGuest, settings: ReclaimSettings = ReclaimSettings(), userTarget: UInt64 = 0) {
+        self.guest = guest
+        policy = ReclaimPolicy(settings: settings, guestRAMBytes: guest.ramBytes, userTargetBytes: userTarget)
+        self.guest.targetBytes = userTarget
+    }
+
+    mutating func run(for duration: Duration, each: (inout ReclaimSimulation) -> Void = { _ in }) {
+        let end = guest.elapsed + duration
+        while guest.elapsed < end {
+            guest.tick()
+            let due = policy.decisionDue(at: guest.elapsed)
+            if let target = policy.step(guest.observation(resident: due)) {
+                targets.append(target)
+                guest.targetBytes = target
+            }
+            largestBalloon = max(largestBalloon, guest.balloonBytes)
+            each(&self)
+        }
+    }
+
+    mutating func setUserTarget(_ bytes: UInt64) {
+        policy.userTargetChanged(to: bytes, at: guest.elapsed)
+        guest.targetBytes = bytes
+    }
+}
+
+@Suite struct ReclaimPolicyTests {
+    static let mib = SimulatedGuest.mib
+
+    @Test func anIdleGuestsColdCacheGoesBackDownToTheFloorInOneSqueezeAndTheGuestKeepsItsMemory() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 256, hotCacheMiB: 4))
+        simulation.run(for: .seconds(30))
+        let guest = simulation.guest
+        #expect(simulation.policy.counters.squeezes == 1)
+        #expect(guest.cacheBytes <= 8 * Self.mib, "cache left: \(guest.cacheBytes / Self.mib) MiB")
+        #expect(guest.hotCacheBytes == 4 * Self.mib, "the guest's LRU keeps its hot cache")
+        #expect(guest.balloonBytes == 0, "the balloon is let go at once")
+        #expect(guest.hostResidentBytes <= guest.anonymousBytes + 8 * Self.mib)
+        #expect(simulation.policy.counters.squeezedBytes >= 250 * Self.mib)
+        #expect(simulation.policy.state == .idle)
+        // Never more than the guest had available above the floor.
+        #expect(simulation.largestBalloon <= guest.ramBytes - guest.anonymousBytes - 8 * Self.mib)
+    }
+
+    @Test func aBusyGuestGivesItsCacheBackInBoundedSteps() {
+        var guest = SimulatedGuest(ramMiB: 2048, coldCacheMiB: 700)
+        guest.busy = true
+        var simulation = ReclaimSimulation(guest)
+        var cacheAtEachSqueeze: [UInt64] = []
+        simulation.run(for: .seconds(60)) { simulation in
+            if simulation.policy.state == .squeezing, cacheAtEachSqueeze.count < simulation.policy.counters.squeezes {
+                cacheAtEachSqueeze.append(simulation.guest.cacheBytes)
+            }
+        }
+        #expect(simulation.policy.counters.squeezes >= 3, "700 MiB in steps of at most 256 MiB")
+        #expect(simulation.guest.cacheBytes <= 8 * Self.mib)
+        #expect(simulation.policy.state == .busy)
+        // Each squeeze asked for the free memory plus at most one step of cache.
+        for target in simulation.targets where target > 0 {
+            #expect(target <= 2048 * Self.mib - 100 * Self.mib)
+        }
+        #expect(cacheAtEachSqueeze.count >= 3)
+    }
+
+    @Test func scatteredFreePagesTheHostStillBacksComeBackWithoutAnyCache() {
+        var guest = SimulatedGuest(coldCacheMiB: 0)
+        guest.residentFreeBytes = 60 * Self.mib
+        var simulation = ReclaimSimulation(guest)
+        simulation.run(for: .seconds(20))
+        #expect(simulation.policy.counters.squeezes == 1)
+        #expect(simulation.guest.residentFreeBytes == 0)
+        #expect(simulation.policy.counters.squeezedBytes == 60 * Self.mib)
+    }
+
+    @Test func nothingToGainMeansNoSqueeze() {
+        var guest = SimulatedGuest(coldCacheMiB: 10)
+        guest.residentFreeBytes = 4 * Self.mib
+        var simulation = ReclaimSimulation(guest)
+        simulation.run(for: .seconds(60))
+        #expect(simulation.policy.counters.squeezes == 0)
+        #expect(simulation.targets.isEmpty)
+    }
+
+    @Test func refetchingWhatItGaveUpBacksOffAndRaisesTheFloor() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 256))
+        var refetched = false
+        simulation.run(for: .seconds(20)) { simulation in
+            // Once the squeeze is over, the guest reads 40 MiB back (a major fault a page).
+            if !refetched, simulation.policy.counters.squeezes == 1, simulation.policy.state == .idle {
+                refetched = true
+                simulation.guest.majorFaults += 10_240
+                simulation.guest.coldCacheBytes += 40 * Self.mib
+            }
+        }
+        #expect(refetched)
+        #expect(simulation.policy.counters.backOffs[.refetch] == 1)
+        #expect(simulation.policy.state == .backedOff)
+        #expect(simulation.policy.floorBytes >= 48 * Self.mib, "floor \(simulation.policy.floorBytes / Self.mib) MiB")
+        // Backed off, then the floor holds what was read back.
+        simulation.run(for: .seconds(60))
+        #expect(simulation.policy.counters.squeezes == 1)
+        #expect(simulation.guest.cacheBytes == 48 * Self.mib)
+    }
+
+    @Test func swapOutBacksOff() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 0))
+        simulation.run(for: .seconds(6))
+        simulation.guest.swapOutBytes += 4096
+        simulation.guest.coldCacheBytes = 200 * Self.mib
+        simulation.run(for: .seconds(10))
+        #expect(simulation.policy.counters.backOffs[.swap] == 1)
+        #expect(simulation.policy.counters.squeezes == 0)
+        #expect(simulation.policy.state == .backedOff)
+    }
+
+    @Test func anOOMKillStopsTheSqueezesForALongWhile() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 0))
+        simulation.run(for: .seconds(6))
+        simulation.guest.oomKills = 1
+        simulation.guest.coldCacheBytes = 200 * Self.mib
+        simulation.run(for: .seconds(300))
+        #expect(simulation.policy.state == .stopped)
+        #expect(simulation.policy.counters.squeezes == 0)
+        #expect(simulation.policy.counters.backOffs[.outOfMemory] == 1)
+        simulation.run(for: .seconds(320))
+        #expect(simulation.policy.counters.squeezes == 1, "squeezing again after the pause")
+    }
+
+    @Test func theDriverDeflatingOnOOMInTheMiddleOfASqueezeEndsItAndStops() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 600))
+        simulation.guest.driverStepBytes = 16 << 20
+        var deflated = false
+        simulation.run(for: .seconds(20)) { simulation in
+            if !deflated, simulation.policy.state == .squeezing, simulation.guest.balloonBytes >= 64 * Self.mib {
+                deflated = true
+                simulation.guest.deflate(1 << 20)  // virtballoon_oom_notify gives 256 pages back
+            }
+        }
+        #expect(deflated)
+        #expect(simulation.policy.counters.aborts[.outOfMemory] == 1)
+        #expect(simulation.policy.state == .stopped)
+        #expect(simulation.guest.targetBytes == 0 && simulation.guest.balloonBytes == 0)
+    }
+
+    @Test func anInflationThatStallsEndsWhereItGotToAndBacksOff() {
+        var guest = SimulatedGuest(coldCacheMiB: 256)
+        guest.driverStepBytes = 0
+        var simulation = ReclaimSimulation(guest)
+        simulation.run(for: .seconds(15))
+        #expect(simulation.policy.counters.squeezes == 1)
+        #expect(simulation.policy.counters.aborts[.stalled] == 1)
+        #expect(simulation.policy.counters.backOffs[.stall] == 1)
+        #expect(simulation.targets.last == 0, "let go")
+        simulation.run(for: .seconds(20))
+        #expect(simulation.policy.counters.squeezes == 1, "no new squeeze while backed off")
+    }
+
+    @Test func aUserTargetWinsAndTheSqueezeNeverFightsIt() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 300), userTarget: 128 * Self.mib)
+        simulation.run(for: .seconds(30))
+        #expect(simulation.policy.counters.squeezes == 0)
+        #expect(simulation.targets.isEmpty)
+        #expect(simulation.guest.balloonBytes == 128 * Self.mib)
+        #expect(simulation.policy.state == .userTarget)
+
+        // Back to 0: squeezes resume.
+        simulation.setUserTarget(0)
+        simulation.run(for: .seconds(30))
+        #expect(simulation.policy.counters.squeezes == 1)
+        #expect(simulation.guest.balloonBytes == 0)
+    }
+
+    @Test func aUserTargetSetDuringASqueezeEndsIt() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 600))
+        simulation.guest.driverStepBytes = 8 << 20
+        simulation.run(for: .seconds(12)) { simulation in
+            if simulation.policy.state == .squeezing, simulation.guest.balloonBytes >= 32 * Self.mib {
+                simulation.setUserTarget(64 * Self.mib)
+            }
+        }
+        #expect(simulation.policy.counters.aborts[.userTarget] == 1)
+        #expect(simulation.guest.targetBytes == 64 * Self.mib)
+        #expect(simulation.policy.state == .userTarget)
+        let squeezes = simulation.policy.counters.squeezes
+        simulation.run(for: .seconds(30))
+        #expect(simulation.policy.counters.squeezes == squeezes)
+        #expect(simulation.guest.balloonBytes == 64 * Self.mib)
+    }
+
+    @Test func staleStatisticsDecideNothing() {
+        var policy = ReclaimPolicy(settings: ReclaimSettings(), guestRAMBytes: 1 << 30)
+        var guest = SimulatedGuest(coldCacheMiB: 500)
+        guest.tick()
+        // The same update twice, an interval apart: no fresh figures, no squeeze.
+        #expect(policy.step(guest.observation(resident: true)) == nil)
+        var later = guest.observation(resident: true)
+        later.elapsed += .seconds(10)
+        #expect(policy.step(later) == nil)
+        #expect(policy.counters.squeezes == 0)
+    }
+
+    @Test func aGuestFaultingInAlreadyIsNotSqueezed() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 300))
+        simulation.run(for: .seconds(30)) { $0.guest.majorFaults += 100 }
+        #expect(simulation.policy.counters.squeezes == 0)
+    }
+
+    @Test func theStatusLineNamesStateCountersAndReasons() {
+        var counters = ReclaimCounters()
+        counters.squeezes = 3
+        counters.squeezedBytes = 250 << 20
+        counters.aborts[.stalled] = 1
+        counters.backOffs[.refetch] = 2
+        let status = ReclaimStatus(state: .backedOff, counters: counters, floorBytes: 8 << 20, interval: .seconds(5))
+        #expect(status.summary == "backed-off, 3 squeezes returned 250 MiB; ended early: stalled 1; backed off: refetch 2")
+    }
+}
