@@ -4,6 +4,15 @@ extension Machine {
     /// The agentless reclaim's state, or nil when it is off (or there is no balloon).
     public var reclaimStatus: ReclaimStatus? { reclaimer?.status }
 
+    /// The vCPUs' time halted so far, summed, KVM's halt polling counted as halted: an idle guest
+    /// halts often, and KVM polls a while each time before it waits, so leaving polling out made an
+    /// idle guest look busy.
+    func idleNanoseconds() -> UInt64? {
+        let time = vcpuTime()
+        guard let waited = time.haltedNanoseconds?.reduce(0, +) else { return nil }
+        return waited + (time.haltPollingNanoseconds?.reduce(0, +) ?? 0)
+    }
+
     /// What the reclaim policy sees now. vCPU statistics and the resident size of guest RAM cost
     /// more than the rest (a read per vCPU, a walk of smaps): only when `sampleCostly`.
     func reclaimObservation(elapsed: Duration, sampleCostly: Bool) -> ReclaimObservation? {
@@ -18,10 +27,10 @@ extension Machine {
         return ReclaimObservation(
             elapsed: elapsed, statistics: GuestMemoryStatistics(tags: counters.guestStatistics),
             statisticsUpdates: counters.statisticsUpdates,
-            haltedNanoseconds: sampleCostly ? vcpuTime().haltedNanoseconds?.reduce(0, +) : nil,
+            haltedNanoseconds: sampleCostly ? idleNanoseconds() : nil,
             vcpuCount: vcpus.count, deviceRequests: requests,
             residentBytes: sampleCostly ? residentBytes(ofMappingAt: memory.hostMapping.start) : nil,
-            balloonActualBytes: actual, inflateReturnedBytes: counters.inflateReturnedBytes,
+            balloonActualBytes: actual,
             deflatedBytes: counters.deflatedPages * BalloonLimits.pageBytes)
     }
 }

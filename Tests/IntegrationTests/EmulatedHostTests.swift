@@ -122,6 +122,43 @@ extension HeavyGuestTests {
             expectHardwareProfile(outcome, cpus: 1)
         }
 
+        /// Agentless reclaim on Debian's stock kernel: the guest reads 260 MiB of files and then
+        /// does nothing, no drop_caches, nothing of Ebb's in it. Within an interval (5 s) plus
+        /// 30 s, guest RAM's resident size is within 16 MiB of what the guest uses for anything but
+        /// cache, and of what it does not count as free; its small hot file mostly survives (few
+        /// major faults reading it again) and its kernel log shows no OOM.
+        func expectCacheCameBack(_ outcome: Outcome) {
+            #expect(outcome.status == 0, "\(outcome.output.suffix(4000))")
+            #expect(outcome.figures["status"] == "0", "ebb's exit status: \(outcome.figures["status"] ?? "none")")
+            let cacheResident = outcome.number("cache-resident-mib") ?? .infinity
+            #expect(cacheResident <= 16, "guest RAM resident \(cacheResident) MiB above the guest's non-cache use: \(outcome.output.suffix(3000))")
+            let residentFree = outcome.number("resident-free-mib") ?? .infinity
+            #expect(residentFree <= 16, "resident free \(residentFree) MiB")
+            let faults = outcome.number("hot-majflt") ?? .infinity
+            #expect(faults <= 256, "re-reading the 4 MiB hot file took \(faults) major faults (of 1024 pages)")
+            #expect(outcome.number("oom-lines") == 0, "the guest's log mentions the OOM killer")
+            #expect(outcome.output.range(of: #"idle reclaim: [a-z-]+ .*, [1-9][0-9]* squeezes? returned"#, options: .regularExpression) != nil,
+                    "\(outcome.output.suffix(2000))")
+        }
+
+        @Test func idleGuestsColdCacheComesBackWithNothingInTheGuest() throws {
+            let image = try pageCacheImage()
+            let disk = userSpaceTestsRunNatively ? image : "/dev/vda"
+            let outcome = try reclaimLinux(["--kernel", "bzimage", "--scenario", "idle-reclaim", "--disk", disk, "--hold", "40"], disk: image)
+            expectCacheCameBack(outcome)
+            expectHardwareProfile(outcome, cpus: 1)
+        }
+
+        /// The same with a CPU-bound loop running in the guest the whole time: its cold cache still
+        /// comes back, in bounded steps.
+        @Test func busyGuestsColdCacheComesBackToo() throws {
+            let image = try pageCacheImage()
+            let disk = userSpaceTestsRunNatively ? image : "/dev/vda"
+            let outcome = try reclaimLinux(["--kernel", "bzimage", "--scenario", "idle-reclaim", "--busy", "--disk", disk, "--hold", "40"], disk: image)
+            expectCacheCameBack(outcome)
+            #expect(outcome.output.contains("idle-reclaim: start") && outcome.output.contains("busy=1"))
+        }
+
         /// guest/build-page-cache-image.sh's image (built once, cached).
         func pageCacheImage() throws -> String {
             let process = Process()

@@ -81,6 +81,7 @@ void balloon_pool_init(void)
 	B.pool_pages = 0;
 	B.balloon_pages = 0;
 	B.busy_pages = 0;
+	B.cache_pages = 0;
 	for (uint32_t i = 0; i < bi->e820_count; i++) {
 		const struct e820_entry *e = &bi->e820[i];
 		if (e->type != E820_RAM)
@@ -178,7 +179,7 @@ static bool setup_queue(struct virtq *vq, uint32_t index, unsigned page, const c
 
 void balloon_fill_stats(void)
 {
-	uint64_t free_pages = B.pool_pages - B.balloon_pages - B.busy_pages;
+	uint64_t free_pages = B.pool_pages - B.balloon_pages - B.busy_pages - B.cache_pages;
 	uint64_t memtot = B.ram_bytes;
 	/* Linux takes balloon pages out of MemTotal unless DEFLATE_ON_OOM. */
 	if (!B.deflate_on_oom)
@@ -194,7 +195,9 @@ void balloon_fill_stats(void)
 	}
 	B.stats_buf[VIRTIO_BALLOON_S_MEMFREE].val = free_pages << BALLOON_PAGE_SHIFT;
 	B.stats_buf[VIRTIO_BALLOON_S_MEMTOT].val = memtot;
-	B.stats_buf[VIRTIO_BALLOON_S_AVAIL].val = free_pages << BALLOON_PAGE_SHIFT;
+	/* As Linux's MemAvailable: free memory plus the cache reclaim can drop. */
+	B.stats_buf[VIRTIO_BALLOON_S_AVAIL].val = (free_pages + B.cache_pages) << BALLOON_PAGE_SHIFT;
+	B.stats_buf[VIRTIO_BALLOON_S_CACHES].val = B.cache_pages << BALLOON_PAGE_SHIFT;
 }
 
 static void post_stats(void)
@@ -377,6 +380,7 @@ void balloon_follow_target(void)
 		if (target == cur)
 			break;
 		if (target > cur) {
+			/* Cache counts as room: inflating past the free pages evicts it (below). */
 			uint64_t room = B.pool_pages - B.balloon_pages - B.busy_pages;
 			uint64_t n = target - cur;
 			if (n > room)
@@ -392,6 +396,10 @@ void balloon_follow_target(void)
 			pool_fill_pfns(B.pool_pages - B.balloon_pages - 1, (unsigned)n, -1);
 			tell_host(&B.inflate, (unsigned)n, "inflate");
 			B.balloon_pages += n;
+			/* The balloon reached the cache: as Linux's reclaim gives page cache up to an
+			 * allocation that finds no free page, those cache pages are gone. */
+			if (B.busy_pages + B.cache_pages > B.pool_pages - B.balloon_pages)
+				B.cache_pages = B.pool_pages - B.balloon_pages - B.busy_pages;
 			inflated += n;
 		} else {
 			uint64_t n = cur - target;

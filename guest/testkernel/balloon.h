@@ -68,6 +68,7 @@ struct balloon {
 	uint64_t pool_pages;
 	uint64_t balloon_pages;         /* the top balloon_pages pages of the pool */
 	uint64_t busy_pages;            /* pages a scenario is using (touched, not yet freed) */
+	uint64_t cache_pages;           /* page cache model: the pages above busy_pages; the balloon evicts them */
 };
 
 /* Hooks for the hostile scenarios into device initialization. */

@@ -206,6 +206,49 @@ static void scenario_balloon(const struct kernel_state *k)
 	}
 }
 
+/* ---- cache: a page cache model for the agentless reclaim */
+
+/*
+ * Touches ebb.touch MiB (default 16) as the guest's own memory and ebb.cache MiB (default 128)
+ * above it as page cache, then follows the target for ebb.hold s (10). The balloon takes free
+ * pages first, then evicts cache from its top (see balloon_follow_target); deflated pages come
+ * back free, the cache does not regrow. Each change prints the cache left.
+ */
+static void scenario_cache(const struct kernel_state *k)
+{
+	if (!start(k, "cache", NULL))
+		return;
+	balloon_print(false);
+	if (!usermode_init())
+		return;
+	/* A target set before boot is followed first, as Linux's driver does once it is up. */
+	balloon_follow_target();
+	uint64_t anon = option_u64("ebb.touch", 16) << 8, cache = option_u64("ebb.cache", 128) << 8;
+	if (anon + cache > B.pool_pages - B.balloon_pages) {
+		kprintf("cache: %lu MiB do not fit in %lu MiB\n", (anon + cache) >> 8, B.pool_pages >> 8);
+		return;
+	}
+	uint64_t touched = touch_pool_pages(anon + cache);
+	B.busy_pages = anon;
+	B.cache_pages = touched > anon ? touched - anon : 0;
+	kprintf("cache: touched %lu MiB, cache %lu MiB\n", touched >> 8, B.cache_pages >> 8);
+
+	uint64_t t0 = rdtsc(), budget = tsc_from_ms(option_u64("ebb.hold", 10) * 1000);
+	while (rdtsc() - t0 < budget) {
+		balloon_poll();
+		if (B.config_changed) {
+			B.config_changed = false;
+			uint64_t before = B.cache_pages;
+			balloon_follow_target();
+			print_balloon();
+			if (B.cache_pages != before)
+				kprintf("cache: now %lu MiB\n", B.cache_pages >> 8);
+		}
+		tsc_delay(tsc_from_ms(HOLD_POLL_MS));
+	}
+	kprintf("cache: done cache=%lu MiB balloon=%lu MiB\n", B.cache_pages >> 8, B.balloon_pages >> 8);
+}
+
 /* ---- stats */
 
 static void scenario_stats(const struct kernel_state *k)
@@ -382,6 +425,7 @@ const struct scenario balloon_scenarios[] = {
 	{ "reclaim", scenario_reclaim },
 	{ "balloon", scenario_balloon },
 	{ "stats", scenario_stats },
+	{ "cache", scenario_cache },
 	{ "hostile-loop", hostile_loop },
 	{ "hostile-outside", hostile_outside },
 	{ "hostile-unaligned", hostile_unaligned },

@@ -60,8 +60,13 @@ def debian_guest():
     return dict(line.split("=", 1) for line in result.stdout.split())
 
 
-def scenario_cmdline(touch_mib, hold_s, scenario="reclaim"):
-    return f"console=ttyS0 ebb.scenario={scenario} ebb.touch={touch_mib} ebb.hold={hold_s}"
+def scenario_cmdline(touch_mib, hold_s, scenario="reclaim", busy=False, agent=None):
+    line = f"console=ttyS0 ebb.scenario={scenario} ebb.touch={touch_mib} ebb.hold={hold_s}"
+    if busy:
+        line += " ebb.busy=1"
+    if agent:
+        line += f" ebb.agent={agent}"
+    return line
 
 
 def ebb_argv(ebb, kernel, initramfs, memory_mib, cpus, cmdline, reporting_order=None, disk=None):
@@ -210,11 +215,63 @@ def run_page_cache(argv, memory_mib, disk, timeout_s=300, echo=None):
     return result
 
 
-def compare_vmms(prog, commands, run_once, keys, labels, runs, attempts=2, detail=None):
+def run_idle_reclaim(argv, memory_mib, timeout_s=300, echo=None):
+    """The idle-reclaim scenario once (ebb.scenario=idle-reclaim, the disk of
+    guest/build-page-cache-image.sh): the guest reads 260 MiB of files into its page cache and
+    keeps them there; nothing in the guest gives them back (unless ebb.agent=wsl). Figures, from
+    the "meminfo after-hold" line and the samples before it:
+      final-mib          the VMM's RSS at the end of the hold
+      guest-ram-mib      the guest-RAM mapping's resident size then
+      noncache-mib       what the guest uses for anything but cache: guest RAM - MemFree - Buffers - Cached
+      cache-resident-mib guest-ram-mib - noncache-mib: cache and free memory the host still backs
+      resident-free-mib  guest-ram-mib - (guest RAM - MemFree), as in the reclaim scenario
+      cached-mib         the guest's Buffers + Cached then
+      t90-s              from the end of the reads to the first sample at or below 90% of the fall
+                         to the hold's lowest RSS; none when RSS fell by less than 32 MiB
+      hot-majflt         major faults mapping and reading /hot again after the hold
+      oom-lines          kernel log lines about the OOM killer"""
+    run, result, stage = start_run(argv, echo)
+    before = stage("idle-reclaim: meminfo before", timeout_s)
+    read = stage("idle-reclaim: meminfo read", 300) if before else None
+    after_hold = stage("idle-reclaim: meminfo after-hold", 600) if read else None
+    guest_ram = guest_ram_resident_bytes(run.pid, memory_mib * MIB) if after_hold else None
+    hot = stage("idle-reclaim: hot", 120) if after_hold else None
+    oom = stage("idle-reclaim: oom", 60) if hot else None
+    status, killed = run.finish(60 if oom else 5)
+    result.update(status=status, killed=killed, output=run.text())
+    if not (before and read and after_hold and hot and oom):
+        return result
+    samples = run.samples_between(read[0], after_hold[0])
+    if not samples:
+        result["error"] = "too few RSS samples"
+        return result
+    result["final-mib"] = samples[-1][1]
+    free, buffers, cached = (meminfo_kib(after_hold[1], field) for field in ("MemFree", "Buffers", "Cached"))
+    if guest_ram is not None and None not in (free, buffers, cached):
+        result["guest-ram-mib"] = guest_ram / MIB
+        result["noncache-mib"] = memory_mib - (free + buffers + cached) / 1024
+        result["cache-resident-mib"] = result["guest-ram-mib"] - result["noncache-mib"]
+        result["resident-free-mib"] = guest_ram / MIB - (memory_mib - free / 1024)
+        result["cached-mib"] = (buffers + cached) / 1024
+    peak = max((mib for _, mib in run.samples_between(read[0] - 1, read[0] + 1)), default=None)
+    lowest = min(mib for _, mib in samples)
+    result["peak_mib"], result["lowest_mib"] = peak, lowest
+    if peak is not None and peak - lowest >= 32:
+        threshold = peak - 0.9 * (peak - lowest)
+        result["t90-s"] = next((at - read[0] for at, mib in samples if mib <= threshold), None)
+    faults = re.search(r"majflt=(\d+)", hot[1])
+    result["hot-majflt"] = int(faults.group(1)) if faults else None
+    lines = re.search(r"lines=(\d+)", oom[1])
+    result["oom-lines"] = int(lines.group(1)) if lines else None
+    return result
+
+
+def compare_vmms(prog, commands, run_once, keys, labels, runs, attempts=2, detail=None, last_line=True):
     """Runs each VMM's command `runs` times, alternating (ebb, qemu, ebb, ...), retrying a failed
     run once; prints a line per run, a table of medians and, last, for scripts, one line
-    `ebb key=N ... | qemu key=N ...`. `run_once(argv)` returns a result dict of figures with
-    "error" and "status"; `detail(result)` adds to a run's line. Returns the medians."""
+    `ebb key=N ... | qemu key=N ...` (unless not `last_line`). `run_once(argv)` returns a result
+    dict of figures with "error" and "status"; `detail(result)` adds to a run's line. Returns the
+    medians."""
     results = {vmm: [] for vmm in commands}
     for number in range(1, runs + 1):
         for vmm, argv in commands.items():
@@ -234,7 +291,8 @@ def compare_vmms(prog, commands, run_once, keys, labels, runs, attempts=2, detai
     say(prog, f"medians of {runs} runs each   " + "".join(f"{vmm:>11}" for vmm in commands))
     for key in keys:
         say(prog, f"  {labels[key]:<34}" + "".join(f"{figure(medians[vmm], key):>11}" for vmm in commands))
-    print(" | ".join(f"{vmm} " + " ".join(f"{key}={figure(medians[vmm], key)}" for key in keys) for vmm in commands), flush=True)
+    if last_line:
+        print(" | ".join(f"{vmm} " + " ".join(f"{key}={figure(medians[vmm], key)}" for key in keys) for vmm in commands), flush=True)
     return medians
 
 

@@ -46,7 +46,7 @@ final class IdleReclaimer: @unchecked Sendable {
     private func stepOnce() {
         policy.withLock { policy in
             let now = elapsed
-            guard let observation = machine.reclaimObservation(elapsed: now, sampleCostly: policy.decisionDue(at: now)) else { return }
+            guard let observation = machine.reclaimObservation(elapsed: now, sampleCostly: policy.wantsCostlySample(at: now)) else { return }
             if let target = policy.step(observation) { machine.applyBalloonTarget(bytes: target) }
         }
     }
@@ -59,7 +59,7 @@ final class IdleReclaimer: @unchecked Sendable {
     }
 
     var status: ReclaimStatus {
-        policy.withLock { ReclaimStatus(state: $0.state, counters: $0.counters, floorBytes: $0.floorBytes, interval: $0.settings.interval) }
+        policy.withLock { ReclaimStatus(state: $0.state, counters: $0.counters, floorBytes: $0.floorBytes, interval: $0.settings.interval, busyShare: $0.lastBusyShare) }
     }
 }
 
@@ -69,10 +69,21 @@ public struct ReclaimStatus: Sendable, Equatable {
     public let counters: ReclaimCounters
     public let floorBytes: UInt64
     public let interval: Duration
+    /// The vCPUs' busy share over the last interval, when known.
+    public let busyShare: Double?
 
-    /// "busy, 3 squeezes returned 250 MiB" and, when there were any, the aborts and back-offs.
+    public init(state: ReclaimPolicy.State, counters: ReclaimCounters, floorBytes: UInt64, interval: Duration, busyShare: Double? = nil) {
+        self.state = state
+        self.counters = counters
+        self.floorBytes = floorBytes
+        self.interval = interval
+        self.busyShare = busyShare
+    }
+
+    /// "busy (vCPUs 40% busy), 3 squeezes returned 250 MiB" and, when there were any, the aborts and back-offs.
     public var summary: String {
-        var line = "\(state.rawValue), \(counters.squeezes) squeeze\(counters.squeezes == 1 ? "" : "s") returned \(formatBytes(counters.squeezedBytes))"
+        let share = busyShare.map { " (vCPUs \(Int(($0 * 100).rounded()))% busy)" } ?? ""
+        var line = "\(state.rawValue)\(share), \(counters.squeezes) squeeze\(counters.squeezes == 1 ? "" : "s") returned \(formatBytes(counters.squeezedBytes))"
         let aborts = ReclaimPolicy.Abort.allCases.compactMap { reason in counters.aborts[reason].map { "\(reason.rawValue) \($0)" } }
         if !aborts.isEmpty { line += "; ended early: \(aborts.joined(separator: ", "))" }
         let backOffs = ReclaimPolicy.BackOff.allCases.compactMap { reason in counters.backOffs[reason].map { "\(reason.rawValue) \($0)" } }

@@ -15,18 +15,16 @@ public struct ReclaimObservation: Sendable, Equatable {
     public var vcpuCount: Int
     /// Requests the other devices (disks) have served so far.
     public var deviceRequests: UInt64
-    /// Guest RAM resident on the host; sampled only when a decision is due.
+    /// Guest RAM resident on the host; sampled only when the policy wants it (`wantsCostlySample`).
     public var residentBytes: UInt64?
     /// The balloon's `actual` as the driver last wrote it.
     public var balloonActualBytes: UInt64
-    /// Resident bytes the balloon's inflations have discarded so far (what squeezes returned).
-    public var inflateReturnedBytes: UInt64
     /// Bytes the driver has deflated so far: during a squeeze, only deflate-on-OOM deflates.
     public var deflatedBytes: UInt64
 
     public init(elapsed: Duration, statistics: GuestMemoryStatistics?, statisticsUpdates: UInt64,
                 haltedNanoseconds: UInt64?, vcpuCount: Int, deviceRequests: UInt64 = 0, residentBytes: UInt64?,
-                balloonActualBytes: UInt64, inflateReturnedBytes: UInt64 = 0, deflatedBytes: UInt64 = 0) {
+                balloonActualBytes: UInt64, deflatedBytes: UInt64 = 0) {
         self.elapsed = elapsed
         self.statistics = statistics
         self.statisticsUpdates = statisticsUpdates
@@ -35,7 +33,6 @@ public struct ReclaimObservation: Sendable, Equatable {
         self.deviceRequests = deviceRequests
         self.residentBytes = residentBytes
         self.balloonActualBytes = balloonActualBytes
-        self.inflateReturnedBytes = inflateReturnedBytes
         self.deflatedBytes = deflatedBytes
     }
 }
@@ -44,8 +41,8 @@ public struct ReclaimObservation: Sendable, Equatable {
 public struct GuestMemoryStatistics: Sendable, Equatable {
     public var freeBytes: UInt64
     public var availableBytes: UInt64
-    /// Linux's NR_FILE_PAGES: page cache, tmpfs and shmem included (so only what MemAvailable
-    /// counts beyond MemFree is taken as reclaimable).
+    /// Linux's NR_FILE_PAGES: page cache, tmpfs and shmem included (which no reclaim can drop:
+    /// the policy takes the least cache it has seen as that part).
     public var cacheBytes: UInt64
     public var totalBytes: UInt64
     public var majorFaults: UInt64
@@ -73,9 +70,4 @@ public struct GuestMemoryStatistics: Sendable, Equatable {
                   majorFaults: tag(.majorFaults) ?? 0, swapOutBytes: tag(.swapOut) ?? 0, oomKills: tag(.oomKills))
     }
 
-    /// Cache the guest could drop: the page cache that MemAvailable counts (never tmpfs or
-    /// shmem, which NR_FILE_PAGES includes).
-    public var reclaimableCacheBytes: UInt64 {
-        min(cacheBytes, availableBytes > freeBytes ? availableBytes - freeBytes : 0)
-    }
 }

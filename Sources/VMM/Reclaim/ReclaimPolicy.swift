@@ -60,9 +60,24 @@ public struct ReclaimPolicy: Sendable {
         var startedAt: Duration
         var lastActual: UInt64
         var progressAt: Duration
-        var returnedAtStart: UInt64
+        var residentAtStart: UInt64?
         var deflatedAtStart: UInt64
+        /// The reclaimable cache the squeeze leaves, and the statistics update it started at.
+        var keepCacheBytes: UInt64?
+        var updatesAtStart: UInt64
+        /// Cache this squeeze may still take (a busy guest's step), and the reclaimable cache
+        /// the last stage started from.
+        var cacheBudgetBytes: UInt64
+        var reclaimableAtStage: UInt64
+        /// The statistics update seen when `actual` reached the stage's target.
+        var reachedAtUpdates: UInt64?
+        var stages = 1
     }
+
+    /// A squeeze goes in stages, each sized from fresh figures; this many at most.
+    static let maximumStages = 4
+    /// A stage that would take less cache than this ends the squeeze.
+    static let smallestStageBytes: UInt64 = 4 << 20
 
     private var lastDecision: Baseline?
     private var squeeze: Squeeze?
@@ -72,6 +87,16 @@ public struct ReclaimPolicy: Sendable {
     private var pausedState = State.backedOff
     /// What the last decision saw the guest doing: idle or busy.
     private var activity = State.starting
+    /// The vCPUs' busy share over the last interval.
+    public private(set) var lastBusyShare: Double?
+    /// The least cache the guest has reported: tmpfs, shmem and the like, which reclaim cannot
+    /// drop (Linux counts them in NR_FILE_PAGES); the rest is taken as reclaimable.
+    public private(set) var persistentCacheBytes: UInt64?
+    /// Free memory the guest will not give the balloon before it reclaims (its watermark
+    /// reserves): the most MemFree plus reclaimable cache has exceeded MemAvailable.
+    public private(set) var reserveEstimateBytes: UInt64 = 0
+    /// Guest RAM resident when the squeeze being released began.
+    private var releasedFrom: UInt64?
     /// After a squeeze: the guest's major faults then, and until when a rise counts as refetch.
     private var refetchWatch: (majorFaults: UInt64, until: Duration)?
 
@@ -83,8 +108,13 @@ public struct ReclaimPolicy: Sendable {
         if userTargetBytes > 0 { state = .userTarget }
     }
 
-    /// Whether the next `step` at `elapsed` may decide a squeeze (the caller then samples the
-    /// costlier signals: resident memory, vCPU statistics).
+    /// Whether the next `step` at `elapsed` wants the costlier signals (resident memory, vCPU
+    /// statistics): when it may decide a squeeze, and while a release ends (what it returned).
+    public func wantsCostlySample(at elapsed: Duration) -> Bool {
+        decisionDue(at: elapsed) || state == .releasing
+    }
+
+    /// Whether the next `step` at `elapsed` may decide a squeeze.
     public func decisionDue(at elapsed: Duration) -> Bool {
         guard userTargetBytes == 0, state != .squeezing, state != .releasing else { return false }
         guard let last = lastDecision else { return true }
@@ -109,6 +139,13 @@ public struct ReclaimPolicy: Sendable {
 
     /// One look at the guest; returns a balloon target to set, or nil to leave it.
     public mutating func step(_ observation: ReclaimObservation) -> UInt64? {
+        if let statistics = observation.statistics {
+            persistentCacheBytes = min(persistentCacheBytes ?? statistics.cacheBytes, statistics.cacheBytes)
+            let looksAvailable = statistics.freeBytes + reclaimableCache(statistics)
+            if looksAvailable > statistics.availableBytes {
+                reserveEstimateBytes = max(reserveEstimateBytes, looksAvailable - statistics.availableBytes)
+            }
+        }
         if userTargetBytes > 0 {
             state = .userTarget
             return nil
@@ -118,6 +155,13 @@ public struct ReclaimPolicy: Sendable {
             return stepSqueeze(observation)
         case .releasing:
             if observation.balloonActualBytes <= userTargetBytes || observation.elapsed - releaseStartedAt >= settings.squeezeTimeout {
+                // What the squeeze gave back: the fall of guest RAM's resident size across it. Not
+                // the balloon's discards: a guest that zeroes what it allocates (Debian's kernels
+                // default to init_on_alloc) makes free pages resident on their way into the balloon.
+                if let from = releasedFrom, let now = observation.residentBytes, from > now {
+                    counters.squeezedBytes += from - now
+                }
+                releasedFrom = nil
                 state = pausedUntil == nil ? activity : pausedState
                 // Decide from fresh figures: the release changed them all.
                 lastDecision = nil
@@ -166,30 +210,45 @@ public struct ReclaimPolicy: Sendable {
             pausedUntil = nil
         }
 
-        let busy = busyShare(now, since: previous) > settings.idleBusyShare || now.deviceRequests > previous.deviceRequests
+        let share = busyShare(now, since: previous)
+        lastBusyShare = share
+        let reading = now.deviceRequests > previous.deviceRequests
+        let busy = share > settings.idleBusyShare || reading
         activity = busy ? .busy : .idle
         state = activity
+        // The guest is filling its cache from a disk right now: squeezing would take what it is
+        // reading (and cost it a pass over its free memory); the next quiet interval will do.
+        guard !reading else { return nil }
         // Faulting in already: the guest is short of memory or reading a mapped file; squeezing
         // now would take what it is using.
         let faults = statistics.majorFaults >= before.majorFaults ? statistics.majorFaults - before.majorFaults : 0
         guard faults < settings.refetchMajorFaults else { return nil }
 
-        let reclaimable = statistics.reclaimableCacheBytes
+        let reclaimable = reclaimableCache(statistics)
         let excess = reclaimable > floorBytes ? reclaimable - floorBytes : 0
         let cacheTake = busy ? min(excess, settings.busyStepBytes) : excess
         let used = guestRAMBytes > statistics.freeBytes ? guestRAMBytes - statistics.freeBytes : 0
         let residentFree = now.residentBytes.map { $0 > used ? $0 - used : 0 } ?? 0
         guard cacheTake + residentFree >= settings.minimumGainBytes else { return nil }
 
-        // The balloon takes free memory first, then the guest reclaims the cache it asks beyond
-        // that; the guest keeps at least the floor available.
-        let room = statistics.availableBytes > floorBytes ? statistics.availableBytes - floorBytes : 0
-        let amount = min(statistics.freeBytes + cacheTake, room) / GuestPage.bytes * GuestPage.bytes
+        // The balloon takes free memory first, then the guest reclaims cache for what it asks
+        // beyond that, less the free memory the guest keeps back (its watermark reserves, which
+        // Ebb can only estimate): so the first stage asks for the free memory and the cache less
+        // that reserve, and each next stage for what fresh figures show is left above `keep`
+        // (see stepSqueeze). Asking for it all at once, with figures a second late, took the
+        // guest's hot cache too.
+        // For free pages alone (no cache above the floor), the guest's own MemAvailable sizes it:
+        // it leaves out the guest's reserves, so its cache is not touched.
+        let keep = floorBytes + (excess - cacheTake)
+        let wanted = cacheTake > 0 ? (statistics.freeBytes + cacheTake) &- min(reserveEstimateBytes, statistics.freeBytes + cacheTake)
+                                   : (statistics.availableBytes > keep ? statistics.availableBytes - keep : 0)
+        let amount = wanted / GuestPage.bytes * GuestPage.bytes
         guard amount > 0 else { return nil }
         let target = now.balloonActualBytes + amount
         squeeze = Squeeze(target: target, startedAt: now.elapsed, lastActual: now.balloonActualBytes,
-                          progressAt: now.elapsed, returnedAtStart: now.inflateReturnedBytes,
-                          deflatedAtStart: now.deflatedBytes)
+                          progressAt: now.elapsed, residentAtStart: now.residentBytes,
+                          deflatedAtStart: now.deflatedBytes, keepCacheBytes: cacheTake > 0 ? keep : nil,
+                          updatesAtStart: now.statisticsUpdates, cacheBudgetBytes: cacheTake, reclaimableAtStage: reclaimable)
         counters.squeezes += 1
         state = .squeezing
         return target
@@ -215,9 +274,41 @@ public struct ReclaimPolicy: Sendable {
             stop(at: now.elapsed)
             return release(at: now.elapsed)
         }
-        if actual >= current.target {
+        if cacheIsDown(to: current, now) {
             end(current, now, abort: nil)
             return release(at: now.elapsed)
+        }
+        if actual >= current.target {
+            guard let keep = current.keepCacheBytes, current.stages < Self.maximumStages, let statistics = now.statistics else {
+                end(current, now, abort: nil)
+                return release(at: now.elapsed)
+            }
+            // Wait for figures the guest made after this stage, then size the next one.
+            guard let reached = current.reachedAtUpdates else {
+                current.reachedAtUpdates = now.statisticsUpdates
+                current.progressAt = now.elapsed
+                squeeze = current
+                return nil
+            }
+            guard now.statisticsUpdates > reached + 1 else {
+                squeeze = current
+                return nil
+            }
+            let reclaimable = reclaimableCache(statistics)
+            let taken = current.reclaimableAtStage &- min(reclaimable, current.reclaimableAtStage)
+            current.cacheBudgetBytes &-= min(taken, current.cacheBudgetBytes)
+            let next = min(reclaimable &- min(keep, reclaimable), current.cacheBudgetBytes) / GuestPage.bytes * GuestPage.bytes
+            guard next >= Self.smallestStageBytes else {
+                end(current, now, abort: nil)
+                return release(at: now.elapsed)
+            }
+            current.target = actual + next
+            current.reclaimableAtStage = reclaimable
+            current.reachedAtUpdates = nil
+            current.stages += 1
+            current.progressAt = now.elapsed
+            squeeze = current
+            return current.target
         }
         if actual > current.lastActual {
             current.lastActual = actual
@@ -236,9 +327,20 @@ public struct ReclaimPolicy: Sendable {
         return nil
     }
 
+    /// Fresh figures show the guest's reclaimable cache down to what the squeeze leaves it.
+    private func cacheIsDown(to squeeze: Squeeze, _ now: ReclaimObservation) -> Bool {
+        guard let keep = squeeze.keepCacheBytes, let statistics = now.statistics,
+              now.statisticsUpdates > squeeze.updatesAtStart else { return false }
+        return reclaimableCache(statistics) <= keep
+    }
+
+    private func reclaimableCache(_ statistics: GuestMemoryStatistics) -> UInt64 {
+        statistics.cacheBytes &- min(persistentCacheBytes ?? 0, statistics.cacheBytes)
+    }
+
     private mutating func end(_ finished: Squeeze, _ now: ReclaimObservation, abort: Abort?) {
         squeeze = nil
-        counters.squeezedBytes += now.inflateReturnedBytes &- finished.returnedAtStart
+        releasedFrom = finished.residentAtStart
         if let abort { counters.aborts[abort, default: 0] += 1 }
         if let faults = now.statistics?.majorFaults {
             refetchWatch = (faults, now.elapsed + settings.interval * settings.refetchWatchIntervals)
