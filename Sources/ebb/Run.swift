@@ -72,7 +72,7 @@ struct Run: ParsableCommand {
     @Option(help: "Seconds between the agentless reclaim's looks at the guest (default 5).")
     var idleReclaimInterval: Double?
 
-    @Option(help: "Page cache the agentless reclaim leaves the guest, e.g. 64M (default 8M; raised when the guest reads back what it gave up).")
+    @Option(help: "Page cache the agentless reclaim leaves the guest, e.g. 64M (default 4M; raised when the guest reads back what it gave up).")
     var idleReclaimFloor: String?
 
     @Option(help: "On kvm_pvm hosts, add the kernel options Linux needs there (on|off).")

@@ -26,9 +26,9 @@ struct IdleReclaimTests {
         let result = try runEbb(Self.arguments + ["--cmdline", Self.cacheScenario])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("cache: touched 144 MiB, cache 128 MiB"), "\(result.stdout)")
-        // Squeezed down to the 8 MiB floor, and the balloon let go at once.
-        #expect(result.stdout.contains("cache: now 8 MiB"), "\(result.stdout)")
-        #expect(result.stdout.contains("cache: done cache=8 MiB balloon=0 MiB"), "\(result.stdout)")
+        // Squeezed down to the 4 MiB floor, and the balloon let go at once.
+        #expect(result.stdout.contains("cache: now 4 MiB"), "\(result.stdout)")
+        #expect(result.stdout.contains("cache: done cache=4 MiB balloon=0 MiB"), "\(result.stdout)")
         #expect(result.stderr.contains("idle reclaim: busy"), "\(result.stderr)")
         let squeezed = result.stderr.range(of: #"1 squeeze returned (1[0-9][0-9](\.[0-9])? MiB)"#, options: .regularExpression)
         #expect(squeezed != nil, "one squeeze returning 100-199 MiB: \(result.stderr)")

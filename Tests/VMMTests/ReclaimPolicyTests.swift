@@ -105,7 +105,10 @@ struct ReclaimSimulation {
     /// The most the balloon held at any tick.
     var largestBalloon: UInt64 = 0
 
-    init(_ guest: SimulatedGuest, settings: ReclaimSettings = ReclaimSettings(), userTarget: UInt64 = 0) {
+    /// The settings the tests' figures assume (the defaults may change).
+    static let settings = ReclaimSettings(interval: .seconds(5), cacheFloorBytes: 8 << 20)
+
+    init(_ guest: SimulatedGuest, settings: ReclaimSettings = Self.settings, userTarget: UInt64 = 0) {
         self.guest = guest
         policy = ReclaimPolicy(settings: settings, guestRAMBytes: guest.ramBytes, userTargetBytes: userTarget)
         self.guest.targetBytes = userTarget
@@ -335,7 +338,7 @@ struct ReclaimSimulation {
     }
 
     @Test func staleStatisticsDecideNothing() {
-        var policy = ReclaimPolicy(settings: ReclaimSettings(), guestRAMBytes: 1 << 30)
+        var policy = ReclaimPolicy(settings: ReclaimSimulation.settings, guestRAMBytes: 1 << 30)
         var guest = SimulatedGuest(coldCacheMiB: 500)
         guest.tick()
         // The same update twice, an interval apart: no fresh figures, no squeeze.

@@ -4,13 +4,16 @@
  * /init's idle-reclaim scenario runs it on a small file it uses often, after Ebb's squeezes, to
  * count what the guest had to read back.
  *
- * Usage: file-faults FILE
+ * Usage: file-faults FILE [PERIOD_SECONDS]
  * Prints: file-faults: FILE pages=N majflt=M   (exit 0), or a line saying what failed (exit 1).
+ * With a period it then keeps the file mapped and reads it again every PERIOD_SECONDS until it is
+ * killed, as a program keeps using a file it needs (its pages stay recently used).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -20,8 +23,8 @@
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc != 2) {
-		printf("file-faults: usage: file-faults FILE\n");
+	if (argc != 2 && argc != 3) {
+		printf("file-faults: usage: file-faults FILE [PERIOD_SECONDS]\n");
 		return 1;
 	}
 	int fd = open(argv[1], O_RDONLY);
@@ -46,5 +49,13 @@ int main(int argc, char **argv)
 		sum += map[offset];
 	getrusage(RUSAGE_SELF, &after);
 	printf("file-faults: %s pages=%zu majflt=%ld (sum %u)\n", argv[1], pages, after.ru_majflt - before.ru_majflt, sum & 1);
+	if (argc == 3) {
+		unsigned period = (unsigned)atoi(argv[2]);
+		for (;;) {
+			sleep(period ? period : 1);
+			for (size_t offset = 0; offset < bytes; offset += (size_t)page)
+				sum += map[offset];
+		}
+	}
 	return 0;
 }

@@ -222,10 +222,11 @@ def run_idle_reclaim(argv, memory_mib, timeout_s=300, echo=None):
     the "meminfo after-hold" line and the samples before it:
       final-mib          the VMM's RSS at the end of the hold
       guest-ram-mib      the guest-RAM mapping's resident size then
-      noncache-mib       what the guest uses for anything but cache: guest RAM - MemFree - Buffers - Cached
+      noncache-mib       what the guest uses for anything but cache: guest RAM - MemFree - Buffers
+                         - (Cached - Shmem) (tmpfs, the initramfs here, is memory in use, not cache)
       cache-resident-mib guest-ram-mib - noncache-mib: cache and free memory the host still backs
       resident-free-mib  guest-ram-mib - (guest RAM - MemFree), as in the reclaim scenario
-      cached-mib         the guest's Buffers + Cached then
+      cached-mib         the guest's Buffers + Cached - Shmem then
       t90-s              from the end of the reads to the first sample at or below 90% of the fall
                          to the hold's lowest RSS; none when RSS fell by less than 32 MiB
       hot-majflt         major faults mapping and reading /hot again after the hold
@@ -246,13 +247,13 @@ def run_idle_reclaim(argv, memory_mib, timeout_s=300, echo=None):
         result["error"] = "too few RSS samples"
         return result
     result["final-mib"] = samples[-1][1]
-    free, buffers, cached = (meminfo_kib(after_hold[1], field) for field in ("MemFree", "Buffers", "Cached"))
-    if guest_ram is not None and None not in (free, buffers, cached):
+    free, buffers, cached, shmem = (meminfo_kib(after_hold[1], field) for field in ("MemFree", "Buffers", "Cached", "Shmem"))
+    if guest_ram is not None and None not in (free, buffers, cached, shmem):
         result["guest-ram-mib"] = guest_ram / MIB
-        result["noncache-mib"] = memory_mib - (free + buffers + cached) / 1024
+        result["noncache-mib"] = memory_mib - (free + buffers + cached - shmem) / 1024
         result["cache-resident-mib"] = result["guest-ram-mib"] - result["noncache-mib"]
         result["resident-free-mib"] = guest_ram / MIB - (memory_mib - free / 1024)
-        result["cached-mib"] = (buffers + cached) / 1024
+        result["cached-mib"] = (buffers + cached - shmem) / 1024
     peak = max((mib for _, mib in run.samples_between(read[0] - 1, read[0] + 1)), default=None)
     lowest = min(mib for _, mib in samples)
     result["peak_mib"], result["lowest_mib"] = peak, lowest

@@ -6,7 +6,7 @@ public struct ReclaimSettings: Sendable, Equatable {
     /// Cache a squeeze leaves the guest. WSL keeps 128 MiB; Ebb starts low, since it is the
     /// guest's own LRU that picks what goes (cold cache first, the hot stays), and raises the
     /// floor whenever the guest refetches what it gave up.
-    public var cacheFloorBytes: UInt64 = 8 << 20
+    public var cacheFloorBytes: UInt64 = 4 << 20
     /// While the guest runs (not idle) and shows no pressure: at most this much cache per squeeze
     /// (WSL's gradual mode: 256 MiB per 10 s).
     public var busyStepBytes: UInt64 = 256 << 20
@@ -14,7 +14,7 @@ public struct ReclaimSettings: Sendable, Equatable {
     /// and no other device served a request.
     public var idleBusyShare = 0.02
     /// A squeeze that would give back less than this is not worth the guest's reclaim pass.
-    public var minimumGainBytes: UInt64 = 16 << 20
+    public var minimumGainBytes: UInt64 = 8 << 20
     /// A squeeze whose `actual` has not moved for this long has stalled: it ends there.
     public var stallTimeout: Duration = .seconds(3)
     /// The longest a squeeze may take, progress or not.
@@ -33,8 +33,9 @@ public struct ReclaimSettings: Sendable, Equatable {
 
     public init() {}
 
-    public init(interval: Duration, cacheFloorBytes: UInt64) {
+    public init(interval: Duration, cacheFloorBytes: UInt64, minimumGainBytes: UInt64 = 16 << 20) {
         self.interval = interval
         self.cacheFloorBytes = cacheFloorBytes
+        self.minimumGainBytes = minimumGainBytes
     }
 }
