@@ -10,7 +10,11 @@ import Virtio
         let configuration = try resources.configuration()
         #expect(configuration.memoryBytes == MachineResources.Defaults.memoryBytes)
         #expect(configuration.cpuCount == MachineResources.Defaults.cpuCount)
-        #expect(configuration.devices == [.balloon(MachineResources.Defaults.balloon)])
+        // The agentless reclaim is on, and asks the balloon for statistics every second.
+        var balloon = MachineResources.Defaults.balloon
+        balloon.statisticsInterval = MachineResources.Defaults.reclaimStatisticsInterval
+        #expect(configuration.devices == [.balloon(balloon)])
+        #expect(configuration.idleReclaim == MachineResources.Defaults.idleReclaim)
         #expect(configuration.hugePages == MachineResources.Defaults.hugePages)
     }
 

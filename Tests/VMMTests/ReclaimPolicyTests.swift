@@ -189,12 +189,21 @@ struct ReclaimSimulation {
 
     @Test func scatteredFreePagesTheHostStillBacksComeBackWithoutAnyCache() {
         var guest = SimulatedGuest(coldCacheMiB: 0)
-        guest.residentFreeBytes = 60 * Self.mib
+        guest.residentFreeBytes = 80 * Self.mib
         var simulation = ReclaimSimulation(guest)
         simulation.run(for: .seconds(20))
         #expect(simulation.policy.counters.squeezes == 1)
         #expect(simulation.guest.residentFreeBytes == 0)
-        #expect(simulation.policy.counters.squeezedBytes == 60 * Self.mib)
+        #expect(simulation.policy.counters.squeezedBytes == 80 * Self.mib)
+    }
+
+    @Test func aGainSmallBesideThePassOverFreeMemoryIsNotWorthASqueeze() {
+        // 30 MiB resident among 920 MiB free: the guest would zero 920 MiB to give back 30.
+        var guest = SimulatedGuest(coldCacheMiB: 0)
+        guest.residentFreeBytes = 30 * Self.mib
+        var simulation = ReclaimSimulation(guest)
+        simulation.run(for: .seconds(30))
+        #expect(simulation.policy.counters.squeezes == 0)
     }
 
     @Test func tmpfsInTheCacheFigureIsNeverSqueezedFor() {

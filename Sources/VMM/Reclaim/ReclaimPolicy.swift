@@ -229,7 +229,10 @@ public struct ReclaimPolicy: Sendable {
         let cacheTake = busy ? min(excess, settings.busyStepBytes) : excess
         let used = guestRAMBytes > statistics.freeBytes ? guestRAMBytes - statistics.freeBytes : 0
         let residentFree = now.residentBytes.map { $0 > used ? $0 - used : 0 } ?? 0
-        guard cacheTake + residentFree >= settings.minimumGainBytes else { return nil }
+        // Every squeeze costs the guest a pass over its free memory (Linux zeroes what it
+        // allocates for the balloon when init_on_alloc is on, as in Debian's kernels): worth it
+        // only for a gain of at least a sixteenth of that.
+        guard cacheTake + residentFree >= max(settings.minimumGainBytes, statistics.freeBytes / 16) else { return nil }
 
         // The balloon takes free memory first, then the guest reclaims cache for what it asks
         // beyond that, less the free memory the guest keeps back (its watermark reserves, which

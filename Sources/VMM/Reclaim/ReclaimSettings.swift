@@ -13,8 +13,9 @@ public struct ReclaimSettings: Sendable, Equatable {
     /// The guest is idle when its vCPUs ran (were not halted) at most this share of the interval
     /// and no other device served a request.
     public var idleBusyShare = 0.02
-    /// A squeeze that would give back less than this is not worth the guest's reclaim pass.
-    public var minimumGainBytes: UInt64 = 8 << 20
+    /// A squeeze that would give back less than this, or than a sixteenth of the guest's free
+    /// memory, is not worth the guest's pass over it.
+    public var minimumGainBytes: UInt64 = 16 << 20
     /// A squeeze whose `actual` has not moved for this long has stalled: it ends there.
     public var stallTimeout: Duration = .seconds(3)
     /// The longest a squeeze may take, progress or not.
