@@ -197,11 +197,18 @@ struct ReclaimSimulation {
         #expect(simulation.policy.counters.squeezedBytes == 80 * Self.mib)
     }
 
-    @Test func aGainSmallBesideThePassOverFreeMemoryIsNotWorthASqueeze() {
-        // 30 MiB resident among 920 MiB free: the guest would zero 920 MiB to give back 30.
+    @Test func aFreePagesSqueezeAsksForTwiceWhatTheHostStillBacks() {
         var guest = SimulatedGuest(coldCacheMiB: 0)
         guest.residentFreeBytes = 30 * Self.mib
         var simulation = ReclaimSimulation(guest)
+        simulation.run(for: .seconds(30))
+        #expect(simulation.policy.counters.squeezes == 1)
+        #expect(simulation.targets.first == 60 * Self.mib, "\(simulation.targets.map { $0 / Self.mib })")
+    }
+
+    @Test func aSmallCacheExcessIsNotWorthAPassOverAllFreeMemory() {
+        // 40 MiB of cache above the floor among 880 MiB free: the guest would zero 880 MiB for 40.
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 48))
         simulation.run(for: .seconds(30))
         #expect(simulation.policy.counters.squeezes == 0)
     }
@@ -233,7 +240,7 @@ struct ReclaimSimulation {
 
     @Test func nothingToGainMeansNoSqueeze() {
         var guest = SimulatedGuest(coldCacheMiB: 10)
-        guest.residentFreeBytes = 4 * Self.mib
+        guest.residentFreeBytes = 6 * Self.mib
         var simulation = ReclaimSimulation(guest)
         simulation.run(for: .seconds(60))
         #expect(simulation.policy.counters.squeezes == 0)

@@ -74,6 +74,8 @@ public struct ReclaimPolicy: Sendable {
         var stages = 1
     }
 
+    /// After a release, the next decision comes this soon (given fresh figures by then).
+    static let settleAfterRelease: Duration = .seconds(2)
     /// A squeeze goes in stages, each sized from fresh figures; this many at most.
     static let maximumStages = 4
     /// A stage that would take less cache than this ends the squeeze.
@@ -163,8 +165,10 @@ public struct ReclaimPolicy: Sendable {
                 }
                 releasedFrom = nil
                 state = pausedUntil == nil ? activity : pausedState
-                // Decide from fresh figures: the release changed them all.
-                lastDecision = nil
+                // Decide again soon, from figures the guest makes after the release (it changed
+                // them all): the resident free pages a squeeze leaves behind are worth a small one.
+                lastDecision?.updates = observation.statisticsUpdates
+                lastDecision?.elapsed = observation.elapsed - settings.interval + Self.settleAfterRelease
             }
             return nil
         case .userTarget:
@@ -232,7 +236,14 @@ public struct ReclaimPolicy: Sendable {
         // Every squeeze costs the guest a pass over its free memory (Linux zeroes what it
         // allocates for the balloon when init_on_alloc is on, as in Debian's kernels): worth it
         // only for a gain of at least a sixteenth of that.
-        guard cacheTake + residentFree >= max(settings.minimumGainBytes, statistics.freeBytes / 16) else { return nil }
+        // A cache squeeze asks for all the free memory first, a free-pages one only for twice
+        // what the host still backs (the guest's allocator hands out its per-CPU lists and its
+        // smallest free fragments first: the recently freed, resident pages).
+        if cacheTake > 0 {
+            guard cacheTake + residentFree >= max(settings.minimumGainBytes, statistics.freeBytes / 16) else { return nil }
+        } else {
+            guard residentFree >= settings.minimumFreeGainBytes else { return nil }
+        }
 
         // The balloon takes free memory first, then the guest reclaims cache for what it asks
         // beyond that, less the free memory the guest keeps back (its watermark reserves, which
@@ -240,11 +251,11 @@ public struct ReclaimPolicy: Sendable {
         // that reserve, and each next stage for what fresh figures show is left above `keep`
         // (see stepSqueeze). Asking for it all at once, with figures a second late, took the
         // guest's hot cache too.
-        // For free pages alone (no cache above the floor), the guest's own MemAvailable sizes it:
-        // it leaves out the guest's reserves, so its cache is not touched.
+        // For free pages alone (no cache above the floor), twice the resident free memory, within
+        // the guest's own MemAvailable (which leaves out its reserves, so its cache is not touched).
         let keep = floorBytes + (excess - cacheTake)
         let wanted = cacheTake > 0 ? (statistics.freeBytes + cacheTake) &- min(reserveEstimateBytes, statistics.freeBytes + cacheTake)
-                                   : (statistics.availableBytes > keep ? statistics.availableBytes - keep : 0)
+                                   : min(statistics.availableBytes &- min(keep, statistics.availableBytes), 2 * residentFree)
         let amount = wanted / GuestPage.bytes * GuestPage.bytes
         guard amount > 0 else { return nil }
         let target = now.balloonActualBytes + amount

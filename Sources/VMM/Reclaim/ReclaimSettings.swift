@@ -16,6 +16,8 @@ public struct ReclaimSettings: Sendable, Equatable {
     /// A squeeze that would give back less than this, or than a sixteenth of the guest's free
     /// memory, is not worth the guest's pass over it.
     public var minimumGainBytes: UInt64 = 16 << 20
+    /// Resident free memory worth a squeeze of its own (which asks for only twice that).
+    public var minimumFreeGainBytes: UInt64 = 8 << 20
     /// A squeeze whose `actual` has not moved for this long has stalled: it ends there.
     public var stallTimeout: Duration = .seconds(3)
     /// The longest a squeeze may take, progress or not.
