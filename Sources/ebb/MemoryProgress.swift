@@ -18,7 +18,10 @@ final class MemoryProgress: Sendable {
             }
             guard changed else { return }
             var reported = machine.balloonCounters.map { ", guest reported \(formatBytes($0.reportedBytes)) free" } ?? ""
-            if let reclaim = machine.reclaimStatus { reported += "; reclaim \(reclaim.summary)" }
+            // The agentless reclaim, once it has done something.
+            if let reclaim = machine.reclaimStatus, reclaim.counters.squeezes > 0 || reclaim.state == .squeezing {
+                reported += "; reclaim \(reclaim.summary)"
+            }
             let tenths = sample.elapsed.components.seconds * 10 + sample.elapsed.components.attoseconds / 100_000_000_000_000_000
             report("t=\(tenths / 10).\(tenths % 10)s host RSS \(formatBytes(sample.residentBytes)) (peak \(formatBytes(sample.peakResidentBytes)))\(reported)")
         }
