@@ -116,12 +116,34 @@ public struct APIRoutes: Sendable {
         }
     }
 
+    /// Firecracker's endpoints for features Ebb does not have: a request to one is refused with
+    /// the feature's name, never answered as if it had been done.
+    static let unsupportedFeatures: [(prefix: String, feature: String)] = [
+        ("/vsock", "vsock devices"), ("/mmds", "the microVM metadata service (MMDS)"),
+        ("/snapshot", "snapshots"), ("/cpu-config", "custom CPU templates"), ("/entropy", "virtio-rng (entropy)"),
+        ("/pmem", "virtio-pmem"), ("/hotplug", "memory hotplug"), ("/serial", "serial output redirection"),
+        ("/network-interfaces", "network interfaces"), ("/logger", "the logger"), ("/metrics", "metrics"),
+    ]
+
+    struct Version: Encodable {
+        let firecrackerVersion: String
+        enum CodingKeys: String, CodingKey { case firecrackerVersion = "firecracker_version" }
+    }
+
+    /// What `GET /version` and `GET /` answer as the VMM's version.
+    static let version = "0.1.0"
+
     public func handle(method: String, path: String, body: [UInt8]) -> APIResponse {
         guard body.count <= Self.maximumBodyBytes else { return .error(413, "request body too large") }
+        if let unsupported = Self.unsupportedFeatures.first(where: { path == $0.prefix || path.hasPrefix($0.prefix + "/") }) {
+            return .error(400, "Ebb does not implement \(unsupported.feature) (\(method) \(path))")
+        }
         switch (method, path) {
+        case ("GET", "/version"):
+            return .json(Version(firecrackerVersion: Self.version))
         case ("GET", "/"):
             let state = control.phase == .running ? "Running" : "Not started"
-            return .json(InstanceInfo(id: instanceID, state: state, vmmVersion: "0.1.0", appName: "ebb"))
+            return .json(InstanceInfo(id: instanceID, state: state, vmmVersion: Self.version, appName: "ebb"))
         case ("GET", "/machine-config"):
             let (cpus, memory) = control.machine.map { ($0.configuration.cpuCount, $0.configuration.memoryBytes) }
                 ?? (control.resources.cpuCount, control.resources.memoryBytes)

@@ -71,4 +71,20 @@ final class FakeBalloon: MachineControl, Sendable {
         #expect(routes.handle(method: "PATCH", path: "/balloon", body: Array(#"{"amount_mib": 768}"#.utf8)) == .noContent)
         #expect(balloon.balloonTargetBytes == 768 << 20)
     }
+
+    @Test func versionFollowsFirecrackersShape() {
+        let response = routes.handle(method: "GET", path: "/version", body: [])
+        #expect(response == APIResponse(status: 200, body: #"{"firecracker_version":"0.1.0"}"#))
+    }
+
+    @Test func endpointsOfFeaturesEbbLacksAreRefusedByName() {
+        for (method, path, feature) in [("PUT", "/vsock", "vsock"), ("PUT", "/mmds/config", "MMDS"), ("GET", "/mmds", "MMDS"),
+                                        ("PUT", "/snapshot/create", "snapshots"), ("PUT", "/cpu-config", "CPU templates"),
+                                        ("PUT", "/entropy", "entropy"), ("PUT", "/network-interfaces/eth0", "network interfaces"),
+                                        ("PUT", "/logger", "logger"), ("PUT", "/metrics", "metrics"), ("PUT", "/serial", "serial")] {
+            let response = routes.handle(method: method, path: path, body: Array("{}".utf8))
+            #expect(response.status == 400, "\(method) \(path)")
+            #expect(response.body.contains("fault_message") && response.body.contains(feature), "\(method) \(path): \(response.body)")
+        }
+    }
 }

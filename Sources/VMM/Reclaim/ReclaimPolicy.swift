@@ -83,7 +83,9 @@ public struct ReclaimPolicy: Sendable {
 
     private var lastDecision: Baseline?
     private var squeeze: Squeeze?
+    /// When the release last made progress, and the `actual` it had got to.
     private var releaseStartedAt = Duration.zero
+    private var releaseLastActual = UInt64.max
     private var pausedUntil: Duration?
     /// What the state is while paused: backed off, or stopped after an OOM.
     private var pausedState = State.backedOff
@@ -136,6 +138,7 @@ public struct ReclaimPolicy: Sendable {
         } else {
             state = .releasing
             releaseStartedAt = elapsed
+            releaseLastActual = .max
         }
     }
 
@@ -156,7 +159,14 @@ public struct ReclaimPolicy: Sendable {
         case .squeezing:
             return stepSqueeze(observation)
         case .releasing:
-            if observation.balloonActualBytes <= userTargetBytes || observation.elapsed - releaseStartedAt >= settings.squeezeTimeout {
+            // Done when the balloon is back at the user's target, or the driver stopped deflating.
+            // Not on a timer while it still deflates: a squeeze started then would see `actual`
+            // fall and take it for deflate-on-OOM.
+            if observation.balloonActualBytes < releaseLastActual {
+                releaseLastActual = observation.balloonActualBytes
+                releaseStartedAt = observation.elapsed
+            }
+            if observation.balloonActualBytes <= userTargetBytes || observation.elapsed - releaseStartedAt >= settings.stallTimeout {
                 // What the squeeze gave back: the fall of guest RAM's resident size across it. Not
                 // the balloon's discards: a guest that zeroes what it allocates (Debian's kernels
                 // default to init_on_alloc) makes free pages resident on their way into the balloon.
@@ -366,6 +376,7 @@ public struct ReclaimPolicy: Sendable {
         squeeze = nil
         state = .releasing
         releaseStartedAt = elapsed
+        releaseLastActual = .max
         return userTargetBytes
     }
 

@@ -20,8 +20,10 @@ public struct ReclaimSettings: Sendable, Equatable {
     public var minimumFreeGainBytes: UInt64 = 8 << 20
     /// A squeeze whose `actual` has not moved for this long has stalled: it ends there.
     public var stallTimeout: Duration = .seconds(3)
-    /// The longest a squeeze may take, progress or not.
-    public var squeezeTimeout: Duration = .seconds(30)
+    /// The longest a squeeze may take, progress or not. Long: a squeeze that still progresses is
+    /// worth finishing (a busy guest on the emulated host fed its balloon at ~20 MiB/s, and 30 s
+    /// cut it off before it reached the cache); one that stops is caught by `stallTimeout`.
+    public var squeezeTimeout: Duration = .seconds(120)
     /// Major faults in the intervals after a squeeze that mean the guest is refetching what it
     /// gave up (64 faults: 256 KiB read back).
     public var refetchMajorFaults: UInt64 = 64
