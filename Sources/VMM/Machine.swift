@@ -18,6 +18,10 @@ public final class Machine: @unchecked Sendable {
     let vm: VirtualMachine
     let memory: GuestMemory
     let vcpus: [VCPU]
+    /// Each vCPU's binary statistics, opened before it first runs: the ioctl that opens them takes
+    /// the vCPU's mutex, which KVM_RUN holds (the reclaim policy's thread blocked in it for as long
+    /// as a vCPU stayed in the guest); reading an open one does not.
+    let vcpuStatistics: [KVMStatistics?]
     let ioBus: Bus
     let mmioBus: Bus
     let serial: Serial8250
@@ -113,6 +117,7 @@ public final class Machine: @unchecked Sendable {
         // which the in-kernel local APIC delivers.
         try BootRegisters.apply(entry, to: vcpus[0])
         self.vcpus = vcpus
+        vcpuStatistics = vcpus.map { try? $0.statistics() }
         requests.attach(self)
         if let settings = configuration.idleReclaim, let balloon = configuration.balloon {
             reclaimer = IdleReclaimer(machine: self, settings: settings, userTargetBytes: balloon.targetBytes)

@@ -16,7 +16,7 @@ public struct VCPUTime: Sendable, Equatable {
 
 extension Machine {
     public func vcpuTime() -> VCPUTime {
-        let statistics = vcpus.map { try? $0.statistics().values() }
+        let statistics = vcpuStatistics.map { try? $0?.values() }
         guard statistics.allSatisfy({ $0 != nil }) else { return VCPUTime(haltedNanoseconds: nil, haltPollingNanoseconds: nil, exits: nil) }
         let values = statistics.compactMap { $0 }
         let halted = values.map { $0["halt_wait_ns"] }
