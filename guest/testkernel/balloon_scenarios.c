@@ -176,6 +176,25 @@ static uint64_t touch_pool_pages(uint64_t pages)
 	return touched;
 }
 
+/* Wait `ms`, servicing the device and following each target change; an inflation that evicted
+ * cache (the cache scenario's model) says how much is left. */
+static void hold_following_target(uint64_t ms)
+{
+	uint64_t t0 = rdtsc(), budget = tsc_from_ms(ms);
+	while (rdtsc() - t0 < budget) {
+		balloon_poll();
+		if (B.config_changed) {
+			B.config_changed = false;
+			uint64_t before = B.cache_pages;
+			balloon_follow_target();
+			print_balloon();
+			if (B.cache_pages != before)
+				kprintf("cache: now %lu MiB\n", B.cache_pages >> 8);
+		}
+		tsc_delay(tsc_from_ms(HOLD_POLL_MS));
+	}
+}
+
 static void scenario_balloon(const struct kernel_state *k)
 {
 	if (!start(k, "balloon", NULL))
@@ -194,16 +213,7 @@ static void scenario_balloon(const struct kernel_state *k)
 	uint64_t touched = touch_pool_pages(free_pages);
 	kprintf("balloon: touched %lu MiB\n", touched >> 8);
 
-	uint64_t t0 = rdtsc(), budget = tsc_from_ms(option_u64("ebb.hold", 5) * 1000);
-	while (rdtsc() - t0 < budget) {
-		balloon_poll();
-		if (B.config_changed) {
-			B.config_changed = false;
-			balloon_follow_target();
-			print_balloon();
-		}
-		tsc_delay(tsc_from_ms(HOLD_POLL_MS));
-	}
+	hold_following_target(option_u64("ebb.hold", 5) * 1000);
 }
 
 /* ---- cache: a page cache model for the agentless reclaim */
@@ -233,19 +243,7 @@ static void scenario_cache(const struct kernel_state *k)
 	B.cache_pages = touched > anon ? touched - anon : 0;
 	kprintf("cache: touched %lu MiB, cache %lu MiB\n", touched >> 8, B.cache_pages >> 8);
 
-	uint64_t t0 = rdtsc(), budget = tsc_from_ms(option_u64("ebb.hold", 10) * 1000);
-	while (rdtsc() - t0 < budget) {
-		balloon_poll();
-		if (B.config_changed) {
-			B.config_changed = false;
-			uint64_t before = B.cache_pages;
-			balloon_follow_target();
-			print_balloon();
-			if (B.cache_pages != before)
-				kprintf("cache: now %lu MiB\n", B.cache_pages >> 8);
-		}
-		tsc_delay(tsc_from_ms(HOLD_POLL_MS));
-	}
+	hold_following_target(option_u64("ebb.hold", 10) * 1000);
 	kprintf("cache: done cache=%lu MiB balloon=%lu MiB\n", B.cache_pages >> 8, B.balloon_pages >> 8);
 }
 
