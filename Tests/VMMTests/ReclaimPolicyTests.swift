@@ -206,6 +206,32 @@ struct ReclaimSimulation {
         #expect(simulation.targets.first == 60 * Self.mib, "\(simulation.targets.map { $0 / Self.mib })")
     }
 
+    @Test func aGuestDroppingItsCacheInTheMiddleOfASqueezeIsSqueezedAgainForWhatItFreed() throws {
+        // The page-cache scenario's race: drop_caches lands while a squeeze inflates. The squeeze
+        // ends (the cache is down), and what the drop freed, still backed by the host, comes back
+        // in a free-pages squeeze a few seconds later, not at the next full interval.
+        var guest = SimulatedGuest(coldCacheMiB: 256)
+        guest.driverStepBytes = 8 << 20
+        var simulation = ReclaimSimulation(guest)
+        var droppedAt: Duration?
+        var backAt: Duration?
+        simulation.run(for: .seconds(40)) { simulation in
+            if droppedAt == nil, simulation.policy.state == .squeezing, simulation.guest.balloonBytes >= 48 * Self.mib {
+                simulation.guest.residentFreeBytes += simulation.guest.coldCacheBytes
+                simulation.guest.coldCacheBytes = 0
+                droppedAt = simulation.guest.elapsed
+            }
+            if let droppedAt, backAt == nil, simulation.guest.residentFreeBytes < 8 * Self.mib, simulation.guest.balloonBytes == 0 {
+                backAt = simulation.guest.elapsed - droppedAt
+            }
+        }
+        #expect(droppedAt != nil)
+        #expect(simulation.policy.counters.squeezes == 2)
+        let back = try #require(backAt, "resident free left: \(simulation.guest.residentFreeBytes / Self.mib) MiB")
+        #expect(back <= .seconds(12), "back \(back) after the drop")
+        #expect(simulation.guest.balloonBytes == 0)
+    }
+
     @Test func aSmallCacheExcessIsNotWorthAPassOverAllFreeMemory() {
         // 40 MiB of cache above the floor among 880 MiB free: the guest would zero 880 MiB for 40.
         var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 48))

@@ -72,6 +72,12 @@ public struct ReclaimPolicy: Sendable {
         /// The statistics update seen when `actual` reached the stage's target.
         var reachedAtUpdates: UInt64?
         var stages = 1
+        /// A free-pages squeeze: the resident free memory it came for. It ends once guest RAM's
+        /// resident size has fallen by about that, rather than inflating on through free memory
+        /// the host no longer backs (the balloon gets the resident fragments first: the guest's
+        /// allocator hands out its per-CPU lists and its smallest free blocks before it splits
+        /// the large, reported ones).
+        var residentGoalBytes: UInt64?
     }
 
     /// After a release, the next decision comes this soon (given fresh figures by then).
@@ -113,9 +119,10 @@ public struct ReclaimPolicy: Sendable {
     }
 
     /// Whether the next `step` at `elapsed` wants the costlier signals (resident memory, vCPU
-    /// statistics): when it may decide a squeeze, and while a release ends (what it returned).
+    /// statistics): when it may decide a squeeze, while a free-pages squeeze runs (whether it has
+    /// its gain) and while a release ends (what it returned).
     public func wantsCostlySample(at elapsed: Duration) -> Bool {
-        decisionDue(at: elapsed) || state == .releasing
+        decisionDue(at: elapsed) || state == .releasing || squeeze?.residentGoalBytes != nil
     }
 
     /// Whether the next `step` at `elapsed` may decide a squeeze.
@@ -272,7 +279,8 @@ public struct ReclaimPolicy: Sendable {
         squeeze = Squeeze(target: target, startedAt: now.elapsed, lastActual: now.balloonActualBytes,
                           progressAt: now.elapsed, residentAtStart: now.residentBytes,
                           deflatedAtStart: now.deflatedBytes, keepCacheBytes: cacheTake > 0 ? keep : nil,
-                          updatesAtStart: now.statisticsUpdates, cacheBudgetBytes: cacheTake, reclaimableAtStage: reclaimable)
+                          updatesAtStart: now.statisticsUpdates, cacheBudgetBytes: cacheTake, reclaimableAtStage: reclaimable,
+                          residentGoalBytes: cacheTake > 0 ? nil : residentFree)
         counters.squeezes += 1
         state = .squeezing
         return target
@@ -298,7 +306,7 @@ public struct ReclaimPolicy: Sendable {
             stop(at: now.elapsed)
             return release(at: now.elapsed)
         }
-        if cacheIsDown(to: current, now) {
+        if cacheIsDown(to: current, now) || hasItsResidentGain(current, now) {
             end(current, now, abort: nil)
             return release(at: now.elapsed)
         }
@@ -356,6 +364,13 @@ public struct ReclaimPolicy: Sendable {
         guard let keep = squeeze.keepCacheBytes, let statistics = now.statistics,
               now.statisticsUpdates > squeeze.updatesAtStart else { return false }
         return reclaimableCache(statistics) <= keep
+    }
+
+    /// A free-pages squeeze has given back all but a few MiB of the resident free memory it came for.
+    private func hasItsResidentGain(_ squeeze: Squeeze, _ now: ReclaimObservation) -> Bool {
+        guard let goal = squeeze.residentGoalBytes, let start = squeeze.residentAtStart, let resident = now.residentBytes,
+              start > resident else { return false }
+        return start - resident + settings.minimumFreeGainBytes / 2 >= goal
     }
 
     private func reclaimableCache(_ statistics: GuestMemoryStatistics) -> UInt64 {
