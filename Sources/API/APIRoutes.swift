@@ -11,6 +11,8 @@ public protocol MachineControl: Sendable {
     var balloonOptions: BalloonDevice.Options? { get }
     /// The agentless reclaim's state, nil when it is off.
     var reclaimStatus: ReclaimStatus? { get }
+    /// The disks in slot order, for the metrics.
+    var disks: [DiskStatus] { get }
     func setBalloonTarget(bytes: UInt64)
 }
 
@@ -25,7 +27,7 @@ public struct APIResponse: Equatable, Sendable {
 
     static func json<T: Encodable>(_ value: T, status: Int = 200) -> APIResponse {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard let data = try? encoder.encode(value) else { return APIResponse(status: 500, body: "{}") }
         return APIResponse(status: status, body: String(decoding: data, as: UTF8.self))
     }
@@ -47,15 +49,20 @@ public struct APIResponse: Equatable, Sendable {
 /// answer before the machine exists too, from its configuration.
 public struct APIRoutes: Sendable {
     let control: ControlPlane
-    /// What `GET /` answers as `id` (Firecracker's `--id`).
-    let instanceID: String
+    /// The logger, the metrics and the request counters; `instanceID` is what `GET /` answers
+    /// as `id` (Firecracker's `--id`).
+    let observability: Observability
+    var instanceID: String { observability.instanceID }
     static let mebibyte: UInt64 = 1 << 20
     /// Request bodies larger than this are refused before parsing.
     public static let maximumBodyBytes = 64 * 1024
 
-    public init(control: ControlPlane, instanceID: String = "ebb") {
+    public init(control: ControlPlane, observability: Observability) {
         self.control = control
-        self.instanceID = instanceID
+        self.observability = observability
+    }
+    public init(control: ControlPlane, instanceID: String = "ebb") {
+        self.init(control: control, observability: Observability(control: control, instanceID: instanceID))
     }
     public init(machine: any MachineControl) { self.init(control: ControlPlane(running: machine)) }
 
@@ -122,7 +129,7 @@ public struct APIRoutes: Sendable {
         ("/vsock", "vsock devices"), ("/mmds", "the microVM metadata service (MMDS)"),
         ("/snapshot", "snapshots"), ("/cpu-config", "custom CPU templates"), ("/entropy", "virtio-rng (entropy)"),
         ("/pmem", "virtio-pmem"), ("/hotplug", "memory hotplug"), ("/serial", "serial output redirection"),
-        ("/network-interfaces", "network interfaces"), ("/logger", "the logger"), ("/metrics", "metrics"),
+        ("/network-interfaces", "network interfaces"),
     ]
 
     struct Version: Encodable {
@@ -133,7 +140,14 @@ public struct APIRoutes: Sendable {
     /// What `GET /version` and `GET /` answer as the VMM's version.
     static let version = "0.1.0"
 
+    /// Answers one request and counts it (Firecracker's `*_api_requests` metrics).
     public func handle(method: String, path: String, body: [UInt8]) -> APIResponse {
+        let response = answer(method: method, path: path, body: body)
+        observability.requests.count(method: method, path: path, failed: response.status >= 400)
+        return response
+    }
+
+    private func answer(method: String, path: String, body: [UInt8]) -> APIResponse {
         guard body.count <= Self.maximumBodyBytes else { return .error(413, "request body too large") }
         if let unsupported = Self.unsupportedFeatures.first(where: { path == $0.prefix || path.hasPrefix($0.prefix + "/") }) {
             return .error(400, "Ebb does not implement \(unsupported.feature) (\(method) \(path))")
@@ -155,6 +169,15 @@ public struct APIRoutes: Sendable {
             return configure(BootSourceBody.self, body) { $0.apply(to:) }
         case ("PUT", "/balloon") where control.phase == .configuring:
             return configure(BalloonBody.self, body) { $0.apply(to:) }
+        case ("PUT", "/logger") where control.phase == .configuring:
+            do { try observability.configureLogger(decodeBody(LoggerBody.self, from: body).settings()) } catch { return .error(400, "\(error)") }
+            return .noContent
+        case ("PUT", "/metrics") where control.phase == .configuring:
+            do { try observability.configureMetrics(path: decodeBody(MetricsBody.self, from: body).metricsPath) } catch { return .error(400, "\(error)") }
+            return .noContent
+        case ("GET", "/vm/config"):
+            return .json(VMConfigResponse(resources: control.resources, balloonTargetBytes: control.machine?.balloonTargetBytes,
+                                          logger: observability.loggerSettings, metricsPath: observability.metrics.path))
         case ("PUT", "/actions"):
             return action(body)
         case ("PUT", _) where path.hasPrefix(Self.drivesPrefix) && control.phase == .configuring:
@@ -175,7 +198,7 @@ public struct APIRoutes: Sendable {
         return handleRunning(method: method, path: path, body: body, machine: machine)
     }
 
-    static let knownPaths: Set<String> = ["/", "/balloon", "/balloon/statistics", "/machine-config", "/boot-source"]
+    static let knownPaths: Set<String> = ["/", "/balloon", "/balloon/statistics", "/machine-config", "/boot-source", "/logger", "/metrics"]
 
     /// PUT /actions: InstanceStart hands the configuration to the thread that builds the machine.
     private func action(_ bytes: [UInt8]) -> APIResponse {
@@ -185,7 +208,10 @@ public struct APIRoutes: Sendable {
         case "InstanceStart":
             do { try control.requestStart() } catch { return .error(400, error.description) }
             return .noContent
-        case "SendCtrlAltDel", "FlushMetrics":
+        case "FlushMetrics":
+            guard observability.metrics.flush() else { return .error(400, "metrics are not configured (PUT /metrics first)") }
+            return .noContent
+        case "SendCtrlAltDel":
             guard control.machine != nil else { return .error(400, ControlError.beforeStart.description) }
             return .error(400, "\(body.actionType) is not supported by Ebb yet")
         default:
@@ -211,7 +237,7 @@ public struct APIRoutes: Sendable {
 
     private func handleRunning(method: String, path: String, body: [UInt8], machine: any MachineControl) -> APIResponse {
         switch (method, path) {
-        case ("PUT", "/boot-source"), ("PUT", "/balloon"):
+        case ("PUT", "/boot-source"), ("PUT", "/balloon"), ("PUT", "/logger"), ("PUT", "/metrics"):
             return .error(400, ControlError.afterStart.description)
         case ("PUT", "/machine-config"), ("PATCH", "/machine-config"):
             return .error(400, "the machine is configured on ebb's command line before it boots; it cannot change while it runs")

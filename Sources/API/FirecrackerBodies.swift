@@ -233,6 +233,9 @@ public struct ConfigFile: Decodable {
     public var machineConfig: MachineConfigBody?
     public var balloon: BalloonBody?
     public var drives: [DriveBody]
+    /// Not the machine's: the front end opens them (`Observability`).
+    public var logger: LoggerBody?
+    public var metrics: MetricsBody?
     /// Sections Firecracker has and Ebb does not implement yet: refused when not empty.
     var unsupported: [String] = []
 
@@ -258,7 +261,9 @@ public struct ConfigFile: Decodable {
         machineConfig = try container.decodeIfPresent(MachineConfigBody.self, forKey: .machineConfig)
         balloon = try container.decodeIfPresent(BalloonBody.self, forKey: .balloon)
         drives = try container.decodeIfPresent([DriveBody].self, forKey: .drives) ?? []
-        let sections: [CodingKeys] = [.networkInterfaces, .logger, .metrics, .vsock, .mmdsConfig, .entropy, .cpuConfig]
+        logger = try container.decodeIfPresent(LoggerBody.self, forKey: .logger)
+        metrics = try container.decodeIfPresent(MetricsBody.self, forKey: .metrics)
+        let sections: [CodingKeys] = [.networkInterfaces, .vsock, .mmdsConfig, .entropy, .cpuConfig]
         for key in sections where container.contains(key) {
             if try container.decode(Present.self, forKey: key).isEmpty == false { unsupported.append(key.stringValue) }
         }
@@ -277,5 +282,61 @@ public struct ConfigFile: Decodable {
         if let balloon { try balloon.apply(to: &resources) } else { try resources.setBalloon(nil) }
         for drive in drives { try drive.apply(to: &resources) }
         try bootSource.apply(to: &resources)
+    }
+}
+
+/// PUT /logger; "logger" in a config file. `module` (Firecracker filters by Rust module) has no
+/// meaning in Ebb and is refused rather than ignored.
+public struct LoggerBody: Decodable, Equatable {
+    public var logPath: String?
+    public var level: String?
+    public var showLevel: Bool?
+    public var showLogOrigin: Bool?
+    public var module: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case logPath = "log_path", level, showLevel = "show_level", showLogOrigin = "show_log_origin", module
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        logPath = try container.decodeIfPresent(String.self, forKey: .logPath)
+        level = try container.decodeIfPresent(String.self, forKey: .level)
+        showLevel = try container.decodeIfPresent(Bool.self, forKey: .showLevel)
+        showLogOrigin = try container.decodeIfPresent(Bool.self, forKey: .showLogOrigin)
+        module = try container.decodeIfPresent(String.self, forKey: .module)
+    }
+
+    public init(logPath: String?, level: String? = nil, showLevel: Bool? = nil, showLogOrigin: Bool? = nil) {
+        self.logPath = logPath
+        self.level = level
+        self.showLevel = showLevel
+        self.showLogOrigin = showLogOrigin
+    }
+
+    public func settings() throws(BodyError) -> LoggerSettings {
+        if module != nil { throw BodyError("module is not supported: Ebb's log has no modules to filter by") }
+        guard let logPath else { throw BodyError("log_path is missing (Ebb's messages go to stderr without one)") }
+        var level: LogLevel? = .info
+        if let name = self.level {
+            guard let parsed = LogLevel.parse(name) else {
+                throw BodyError("level '\(name)' is not one of Error, Warning, Info, Debug, Trace, Off")
+            }
+            level = parsed
+        }
+        return LoggerSettings(path: logPath, level: level, showLevel: showLevel ?? false, showOrigin: showLogOrigin ?? false)
+    }
+}
+
+/// PUT /metrics; "metrics" in a config file.
+public struct MetricsBody: Decodable, Equatable {
+    public var metricsPath: String
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case metricsPath = "metrics_path" }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        metricsPath = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .metricsPath)
     }
 }

@@ -3,8 +3,9 @@ import Glibc
 #endif
 
 /// Ebb's own messages: one line each on stderr, prefixed "ebb: ", never mixed with the guest's
-/// serial output on stdout.
-public func report(_ message: String) {
-    let line = "ebb: \(message)\n"
-    _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+/// serial output on stdout; and to the logger's file or FIFO once one is configured (`Log`).
+public func report(_ message: String, level: LogLevel = .info, file: String = #fileID, line: Int = #line) {
+    let text = "ebb: \(message)\n"
+    _ = text.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+    Log.write(message, level: level, file: file, line: line)
 }

@@ -135,7 +135,7 @@ public struct MachineResources: Sendable, Equatable {
     public static let maximumDrives = DeviceResourceAllocator.maximumDevices - 1
 
     /// The disks in slot order: a root drive first, then the others in the order given.
-    var orderedDrives: [Drive] { drives.filter(\.isRoot) + drives.filter { !$0.isRoot } }
+    public var orderedDrives: [Drive] { drives.filter(\.isRoot) + drives.filter { !$0.isRoot } }
 
     /// The virtio devices in slot order: the balloon (if any), then the disks.
     public var devices: [VirtioDeviceConfiguration] {

@@ -20,6 +20,8 @@ public enum ThreadRole: Sendable, Hashable, CustomStringConvertible {
     case memoryMonitor
     /// The agentless reclaim's policy loop (`IdleReclaimer`).
     case reclaimer
+    /// Writes a metrics line every minute (Firecracker's metrics).
+    case metrics
 
     public var description: String {
         switch self {
@@ -31,6 +33,7 @@ public enum ThreadRole: Sendable, Hashable, CustomStringConvertible {
         case .console: "console"
         case .memoryMonitor: "memory monitor"
         case .reclaimer: "reclaimer"
+        case .metrics: "metrics"
         }
     }
 }
@@ -66,12 +69,12 @@ public enum ThreadRegistry {
 
 /// A joinable OS thread running a Swift closure. vCPUs need real threads (a blocking `KVM_RUN`
 /// must not hold a Swift concurrency thread) that can be signalled with `pthread_kill`.
-final class OSThread: @unchecked Sendable {
+public final class OSThread: @unchecked Sendable {
     private var handle = pthread_t()
     let role: ThreadRole
     private final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
 
-    init(name: String, role: ThreadRole, _ body: @escaping @Sendable () -> Void) throws {
+    public init(name: String, role: ThreadRole, _ body: @escaping @Sendable () -> Void) throws {
         self.role = role
         // Thread names help `top -H` and debuggers.
         let named: @Sendable () -> Void = {
@@ -96,7 +99,7 @@ final class OSThread: @unchecked Sendable {
     /// Interrupts a blocking system call in the thread (KVM_RUN returns EINTR).
     func signal(_ number: Int32) { pthread_kill(handle, number) }
 
-    func join() { pthread_join(handle, nil) }
+    public func join() { pthread_join(handle, nil) }
 }
 
 /// A failed system call outside KVM, with errno.

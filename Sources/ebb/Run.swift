@@ -87,6 +87,24 @@ struct Run: ParsableCommand {
     @Option(help: "Firecracker's --id: the instance id GET / answers (default ebb).")
     var id: String?
 
+    @Flag(help: "Firecracker's --no-api: serve no API; needs --config-file.")
+    var noApi = false
+
+    @Option(help: ArgumentHelp("Firecracker's --log-path: also write Ebb's messages to this file or named pipe.", valueName: "path"))
+    var logPath: String?
+
+    @Option(help: "Firecracker's --level for --log-path: Error, Warning, Info (default), Debug, Trace or Off.")
+    var level: String?
+
+    @Flag(help: "Firecracker's --show-level: log lines name their level.")
+    var showLevel = false
+
+    @Flag(help: "Firecracker's --show-log-origin: log lines name the source file and line.")
+    var showLogOrigin = false
+
+    @Option(help: ArgumentHelp("Firecracker's --metrics-path: a JSON line of counters to this file or named pipe every 60 s, on FlushMetrics and at exit.", valueName: "path"))
+    var metricsPath: String?
+
     @Flag(inversion: .prefixedNo, help: "Print host memory as it changes (default: on for the demo).")
     var memoryProgress: Bool?
 
@@ -117,6 +135,14 @@ struct Run: ParsableCommand {
         if let idleReclaimFloor, idleReclaimFloor != "0", parseSize(idleReclaimFloor) == nil {
             throw ValidationError("idle reclaim floor '\(idleReclaimFloor)' is not a size (use e.g. 64M)")
         }
+        if noApi, configFile == nil { throw ValidationError("--no-api needs --config-file: without the API, the machine comes from the file") }
+        if noApi, apiSock != nil || apiSocket != nil { throw ValidationError("--no-api and --api-sock contradict each other: give one") }
+        if let level, LogLevel.parse(level) == nil {
+            throw ValidationError("--level '\(level)' is not one of Error, Warning, Info, Debug, Trace, Off")
+        }
+        if logPath == nil, level != nil || showLevel || showLogOrigin {
+            throw ValidationError("--level, --show-level and --show-log-origin need --log-path")
+        }
         if idleReclaim == .off, idleReclaimInterval != nil || idleReclaimFloor != nil {
             throw ValidationError("--idle-reclaim-interval and --idle-reclaim-floor need --idle-reclaim on")
         }
@@ -137,10 +163,14 @@ struct Run: ParsableCommand {
         // the signals are blocked first, so that its thread inherits the mask.
         HostSignalWatcher.blockWatchedSignals()
         let control = ControlPlane(resources: resources)
+        let observability = Observability(control: control, instanceID: id ?? "ebb")
+        configureObservability(observability)
+        // The last metrics line goes out however Ebb ends, a failure included.
+        defer { observability.metrics.stop() }
         let api: APIServer?
         let socketPath = apiSock ?? apiSocket
         do {
-            api = try socketPath.map { try APIServer(socketPath: $0, routes: APIRoutes(control: control, instanceID: id ?? "ebb")) }
+            api = try socketPath.map { try APIServer(socketPath: $0, routes: APIRoutes(control: control, observability: observability)) }
         } catch {
             fail("cannot serve the API on '\(socketPath ?? "")': \(error)")
         }
@@ -182,6 +212,24 @@ struct Run: ParsableCommand {
         do { exit = try outcome.get() } catch { fail("\(error)") }
         printSummary(machine: machine, exit: exit, ran: ran)
         throw ExitCode(exit.exitCode)
+    }
+
+    /// The logger and the metrics of the command line, then of the config file.
+    func configureObservability(_ observability: Observability) {
+        do {
+            if let logPath {
+                let chosen = level.flatMap(LogLevel.parse) ?? .info
+                try observability.configureLogger(LoggerSettings(path: logPath, level: chosen, showLevel: showLevel, showOrigin: showLogOrigin))
+            }
+            if let metricsPath { try observability.configureMetrics(path: metricsPath) }
+            if let configFile {
+                let file: ConfigFile
+                do { file = try ConfigFile.load(path: configFile) } catch { fail("config file '\(configFile)': \(error)") }
+                try observability.configure(from: file)
+            }
+        } catch {
+            fail("\(error)")
+        }
     }
 
     /// What the API starts from: Ebb's defaults and the host options given here (the machine
@@ -331,8 +379,8 @@ func environment(_ name: String) -> String? {
     getenv(name).map { String(cString: $0) }
 }
 
-func fail(_ message: String) -> Never {
-    report("error: \(message)")
+func fail(_ message: String, file: String = #fileID, line: Int = #line) -> Never {
+    report("error: \(message)", level: .error, file: file, line: line)
     // The console's atexit handler restores the terminal if it was put in raw mode.
     exit(1)
 }

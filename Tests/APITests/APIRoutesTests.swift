@@ -17,6 +17,7 @@ final class FakeBalloon: MachineControl, Sendable {
     }
     var balloonActualBytes: UInt64? { 8 << 20 }
     var reclaimStatus: ReclaimStatus? { nil }
+    var disks: [DiskStatus] { [] }
     var balloonTargetBytes: UInt64? { target.withLock { $0 } }
     func setBalloonTarget(bytes: UInt64) { target.withLock { $0 = bytes } }
 }
@@ -81,7 +82,7 @@ final class FakeBalloon: MachineControl, Sendable {
         for (method, path, feature) in [("PUT", "/vsock", "vsock"), ("PUT", "/mmds/config", "MMDS"), ("GET", "/mmds", "MMDS"),
                                         ("PUT", "/snapshot/create", "snapshots"), ("PUT", "/cpu-config", "CPU templates"),
                                         ("PUT", "/entropy", "entropy"), ("PUT", "/network-interfaces/eth0", "network interfaces"),
-                                        ("PUT", "/logger", "logger"), ("PUT", "/metrics", "metrics"), ("PUT", "/serial", "serial")] {
+                                        ("PUT", "/serial", "serial")] {
             let response = routes.handle(method: method, path: path, body: Array("{}".utf8))
             #expect(response.status == 400, "\(method) \(path)")
             #expect(response.body.contains("fault_message") && response.body.contains(feature), "\(method) \(path): \(response.body)")

@@ -23,17 +23,32 @@ struct APIBootTests {
         #expect(waitForSocket(socket, ebb), "\(ebb.stderr)")
         let info = try unixHTTP(socket, "GET", "/")
         #expect(info.body.contains(#""id":"vm-42""#) && info.body.contains(#""state":"Not started""#), "\(info.body)")
+        let log = scratch.directory.appendingPathComponent("ebb.log").path
+        let metrics = scratch.directory.appendingPathComponent("metrics.fifo").path
+        #expect(mkfifo(metrics, 0o600) == 0)
+        // Read the metrics FIFO as a client does, from before the machine starts.
+        // (Non-blocking: a FIFO's reader waits in open(2) for a writer otherwise.)
+        let readerFD = open(metrics, O_RDONLY | O_NONBLOCK)
+        #expect(readerFD >= 0)
+        let metricsReader = FileHandle(fileDescriptor: readerFD, closeOnDealloc: true)
         // In firecracker-go-sdk's order.
         let requests: [(String, String, String)] = [
+            ("PUT", "/logger", #"{"log_path": "\#(log)", "level": "Info", "show_level": true, "show_log_origin": false}"#),
+            ("PUT", "/metrics", #"{"metrics_path": "\#(metrics)"}"#),
             ("PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 256, "smt": false}"#),
+            ("GET", "/machine-config", ""),
             ("PUT", "/balloon", #"{"amount_mib": 0, "deflate_on_oom": true, "stats_polling_interval_s": 1}"#),
             ("PUT", "/boot-source", #"{"kernel_image_path": "\#(testKernelELF)", "boot_args": "ebb.scenario=blk-read ebb.hold=0"}"#),
             ("PUT", "/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "\#(disk)", "is_root_device": true, "is_read_only": false}"#),
         ]
         for (method, path, body) in requests {
             let answer = try unixHTTP(socket, method, path, body: body)
-            #expect(answer.status == 204, "\(method) \(path): \(answer.status) \(answer.body)")
+            #expect(answer.status == (method == "GET" ? 200 : 204), "\(method) \(path): \(answer.status) \(answer.body)")
         }
+        let again = try unixHTTP(socket, "PUT", "/logger", body: #"{"log_path": "\#(log)"}"#)
+        #expect(again.status == 400 && again.body.contains("already configured"), "\(again.body)")
+        let config = try unixHTTP(socket, "GET", "/vm/config")
+        #expect(config.body.contains(#""drive_id":"rootfs""#) && config.body.contains(#""metrics_path":"\#(metrics)""#), "\(config.body)")
         let early = try unixHTTP(socket, "PATCH", "/balloon", body: #"{"amount_mib": 1}"#)
         #expect(early.status == 400 && early.body.contains("not supported before starting the microVM"), "\(early.body)")
         let unknown = try unixHTTP(socket, "PUT", "/actions", body: #"{"action_type": "Reboot"}"#)
@@ -44,6 +59,16 @@ struct APIBootTests {
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("blk: get-id status=OK serial='rootfs'"), "\(result.stdout)")
         #expect(result.stdout.contains("root=/dev/vda rw"), "\(result.stdout.prefix(2000))")
+        // The log has Ebb's messages in Firecracker's shape, the metrics FIFO the line written at exit.
+        let logText = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(logText.contains("[vm-42:main:INFO] guest powered off"), "\(logText)")
+        let lines = String(decoding: metricsReader.availableData, as: UTF8.self).split(separator: "\n")
+        let last = try #require(lines.last, "no metrics line")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+        let puts = object["put_api_requests"] as? [String: Int]
+        #expect(puts?["drive_count"] == 1 && puts?["logger_count"] == 2 && puts?["logger_fails"] == 1, "\(last)")
+        #expect(((object["block_rootfs"] as? [String: Int])?["read_count"] ?? 0) > 0, "\(last)")
+        #expect(object["balloon"] != nil && object["utc_timestamp_ms"] != nil, "\(last)")
     }
 
     @Test func aStopBeforeTheStartEndsEbbWithTheSignalsStatus() throws {

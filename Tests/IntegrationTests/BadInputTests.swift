@@ -23,6 +23,14 @@ struct BadInputTests {
         #expect(result.stderr.contains(text), "expected '\(text)' in: \(result.stderr)")
     }
 
+    @Test func loggerMetricsAndNoAPIOptions() throws {
+        try expectFailure(["--no-api"], status: 64, saying: "--no-api needs --config-file")
+        try expectFailure(["--level", "Loud", "--log-path", "/tmp/x"], status: 64, saying: "--level 'Loud' is not one of Error, Warning, Info, Debug, Trace, Off")
+        try expectFailure(["--show-level"], status: 64, saying: "--level, --show-level and --show-log-origin need --log-path")
+        try expectFailure(["--log-path", "/nonexistent/dir/log"], saying: "error: logger: cannot open '/nonexistent/dir/log' for writing: No such file or directory")
+        try expectFailure(["--metrics-path", scratch.path], saying: "error: metrics: cannot open '\(scratch.path)' for writing: Is a directory")
+    }
+
     @Test func missingKernel() throws {
         try expectFailure(["--kernel", "/nonexistent/vmlinuz"], saying: "kernel '/nonexistent/vmlinuz' does not exist")
     }

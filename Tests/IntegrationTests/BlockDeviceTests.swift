@@ -138,16 +138,25 @@ struct BlockDeviceTests {
         let scratch = try DiskScratch("config")
         let path = try scratch.image()
         let config = scratch.directory.appendingPathComponent("vm.json")
+        let log = scratch.directory.appendingPathComponent("vm.log").path
+        let metrics = scratch.directory.appendingPathComponent("vm.metrics").path
         try Data("""
             {"boot-source": {"kernel_image_path": "\(testKernelELF)", "boot_args": "ebb.scenario=blk-read"},
              "machine-config": {"vcpu_count": 1, "mem_size_mib": 256},
-             "drives": [{"drive_id": "rootfs", "path_on_host": "\(path)", "is_root_device": true, "is_read_only": true}]}
+             "drives": [{"drive_id": "rootfs", "path_on_host": "\(path)", "is_root_device": true, "is_read_only": true}],
+             "logger": {"log_path": "\(log)", "level": "Info"}, "metrics": {"metrics_path": "\(metrics)"}}
             """.utf8).write(to: config)
-        let result = try runEbb(["run", "--config-file", config.path], seconds: 120)
+        let result = try runEbb(["--config-file", config.path, "--no-api"], seconds: 120)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("blk: get-id status=OK serial='rootfs'"), "\(result.stdout)")
         #expect(result.stdout.contains("ro=1"), "\(result.stdout)")
         #expect(result.stdout.contains("root=/dev/vda ro"), "the test kernel prints its command line: \(result.stdout.prefix(2000))")
+        // The config file's logger and metrics: Ebb's messages, and the counters at exit.
+        let logText = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(logText.contains("[ebb:main] guest powered off"), "\(logText)")
+        let metricsText = (try? String(contentsOfFile: metrics, encoding: .utf8)) ?? ""
+        let line = try JSONSerialization.jsonObject(with: Data(metricsText.utf8)) as? [String: Any]
+        #expect(((line?["block_rootfs"] as? [String: Int])?["read_count"] ?? 0) > 0, "\(metricsText)")
     }
 
     /// Two disks: the first is the first one the guest finds, and each keeps its own image.

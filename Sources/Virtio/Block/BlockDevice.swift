@@ -35,6 +35,8 @@ public final class BlockDevice: VirtioDevice {
         /// Requests answered IOERR (bad requests and host I/O errors) and UNSUPP.
         public var ioErrors: UInt64 = 0
         public var unsupported: UInt64 = 0
+
+        public init() {}
     }
 
     public static let id: UInt32 = 2
