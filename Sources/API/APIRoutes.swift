@@ -14,6 +14,10 @@ public protocol MachineControl: Sendable {
     /// The disks in slot order, for the metrics.
     var disks: [DiskStatus] { get }
     func setBalloonTarget(bytes: UInt64)
+    /// PATCH /vm: the vCPUs stopped between two exits, and going again.
+    var isPaused: Bool { get }
+    func pause() throws(PauseError)
+    func resume()
 }
 
 extension Machine: MachineControl {
@@ -156,7 +160,7 @@ public struct APIRoutes: Sendable {
         case ("GET", "/version"):
             return .json(Version(firecrackerVersion: Self.version))
         case ("GET", "/"):
-            let state = control.phase == .running ? "Running" : "Not started"
+            let state = control.machine.map { $0.isPaused ? "Paused" : "Running" } ?? "Not started"
             return .json(InstanceInfo(id: instanceID, state: state, vmmVersion: Self.version, appName: "ebb"))
         case ("GET", "/machine-config"):
             let (cpus, memory) = control.machine.map { ($0.configuration.cpuCount, $0.configuration.memoryBytes) }
@@ -198,7 +202,7 @@ public struct APIRoutes: Sendable {
         return handleRunning(method: method, path: path, body: body, machine: machine)
     }
 
-    static let knownPaths: Set<String> = ["/", "/balloon", "/balloon/statistics", "/machine-config", "/boot-source", "/logger", "/metrics"]
+    static let knownPaths: Set<String> = ["/", "/balloon", "/balloon/statistics", "/machine-config", "/boot-source", "/logger", "/metrics", "/vm"]
 
     /// PUT /actions: InstanceStart hands the configuration to the thread that builds the machine.
     private func action(_ bytes: [UInt8]) -> APIResponse {
@@ -275,6 +279,18 @@ public struct APIRoutes: Sendable {
                 majorFaults: stat(.majorFaults), minorFaults: stat(.minorFaults),
                 oomKill: stat(.oomKills), allocStall: stat(.allocationStalls),
                 idleReclaim: machine.reclaimStatus.map(IdleReclaim.init), reportReturnedBytes: counters.reportReturnedBytes))
+        case ("PATCH", "/vm"):
+            let update: VMStateBody
+            do { update = try decodeBody(VMStateBody.self, from: body) } catch { return .error(400, "\(error.description); expected {\"state\": \"Paused\" or \"Resumed\"}") }
+            switch update.state {
+            case "Paused":
+                do { try machine.pause() } catch { return .error(400, "cannot pause: \(error)") }
+            case "Resumed":
+                machine.resume()
+            default:
+                return .error(400, "state '\(update.state)' is not one of Paused, Resumed")
+            }
+            return .noContent
         case ("PUT", _) where path.hasPrefix(Self.drivesPrefix):
             return .error(400, "drives are configured before the machine boots; Ebb does not change them while it runs yet")
         case (_, "/"), (_, "/balloon"), (_, "/balloon/statistics"), (_, "/machine-config"):

@@ -340,3 +340,15 @@ public struct MetricsBody: Decodable, Equatable {
         metricsPath = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .metricsPath)
     }
 }
+
+/// PATCH /vm: `{"state": "Paused"}` or `{"state": "Resumed"}`.
+public struct VMStateBody: Decodable, Equatable {
+    public var state: String
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case state }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        state = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .state)
+    }
+}

@@ -37,6 +37,7 @@ public final class Machine: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let threads = Mutex<[OSThread]>([])
     private let breakpointsInjected = Atomic<UInt64>(0)
+    let pauseGate = PauseGate()
 
     /// Largest vCPU count: APIC ids must fit the MADT's 8-bit field, and 0xff is the broadcast id.
     static let maximumCPUs = 254
@@ -142,6 +143,11 @@ public final class Machine: @unchecked Sendable {
         }
         guard first else { return }
         stopping.store(true, ordering: .releasing)
+        kickVCPUs()
+    }
+
+    /// Every vCPU out of `KVM_RUN` (or straight out at its next entry).
+    func kickVCPUs() {
         for vcpu in vcpus { vcpu.requestExit() }
         threads.withLock { $0.forEach { $0.signal(VCPUKick.signal) } }
     }

@@ -17,6 +17,8 @@ struct VCPURunner {
 
     func loop() {
         while !machine.isStopping {
+            machine.pauseGate.parkIfRequested { !machine.isStopping }
+            guard !machine.isStopping else { return }
             let exit: VCPUExit
             do {
                 exit = try vcpu.run()

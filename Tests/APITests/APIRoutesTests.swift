@@ -18,6 +18,10 @@ final class FakeBalloon: MachineControl, Sendable {
     var balloonActualBytes: UInt64? { 8 << 20 }
     var reclaimStatus: ReclaimStatus? { nil }
     var disks: [DiskStatus] { [] }
+    private let paused = Mutex(false)
+    var isPaused: Bool { paused.withLock { $0 } }
+    func pause() throws(PauseError) { paused.withLock { $0 = true } }
+    func resume() { paused.withLock { $0 = false } }
     var balloonTargetBytes: UInt64? { target.withLock { $0 } }
     func setBalloonTarget(bytes: UInt64) { target.withLock { $0 = bytes } }
 }
@@ -71,6 +75,19 @@ final class FakeBalloon: MachineControl, Sendable {
         #expect(tooLarge.status == 400 && tooLarge.body.contains("768 MiB"), "\(tooLarge.body)")
         #expect(routes.handle(method: "PATCH", path: "/balloon", body: Array(#"{"amount_mib": 768}"#.utf8)) == .noContent)
         #expect(balloon.balloonTargetBytes == 768 << 20)
+    }
+
+    @Test func patchVMPausesAndResumesAndGetSaysSo() {
+        let patch = { (body: String) in routes.handle(method: "PATCH", path: "/vm", body: Array(body.utf8)) }
+        #expect(patch(#"{"state": "Paused"}"#) == .noContent)
+        #expect(routes.handle(method: "GET", path: "/", body: []).body.contains(#""state":"Paused""#))
+        #expect(patch(#"{"state": "Resumed"}"#) == .noContent)
+        #expect(routes.handle(method: "GET", path: "/", body: []).body.contains(#""state":"Running""#))
+        #expect(patch(#"{"state": "Stopped"}"#).body.contains("not one of Paused, Resumed"))
+        #expect(patch(#"{"state": "Paused", "now": true}"#).body.contains("unknown field 'now'"))
+        let preboot = APIRoutes(control: ControlPlane(resources: MachineResources()))
+        #expect(preboot.handle(method: "PATCH", path: "/vm", body: Array(#"{"state": "Paused"}"#.utf8)).body
+            .contains("not supported before starting the microVM"))
     }
 
     @Test func versionFollowsFirecrackersShape() {

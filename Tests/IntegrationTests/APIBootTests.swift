@@ -71,6 +71,25 @@ struct APIBootTests {
         #expect(object["balloon"] != nil && object["utc_timestamp_ms"] != nil, "\(last)")
     }
 
+    /// PATCH /vm Paused stops the vCPUs: the echo scenario answers no key until Resumed.
+    @Test func aPausedGuestRunsNothingUntilResumed() throws {
+        try requireTestKernel()
+        let scratch = try DiskScratch("api-pause")
+        let socket = scratch.directory.appendingPathComponent("api.sock").path
+        let ebb = try EbbProcess(["run", "--kernel", testKernelELF, "--cmdline", "ebb.scenario=echo", "--api-sock", socket])
+        #expect(ebb.wait(seconds: 30) { $0.contains("echo: ready") }, "\(ebb.stderr)")
+        #expect(try unixHTTP(socket, "PATCH", "/vm", body: #"{"state": "Paused"}"#).status == 204)
+        #expect(try unixHTTP(socket, "GET", "/").body.contains(#""state":"Paused""#))
+        let echoed = { (output: String) in output.components(separatedBy: "echo: ready").last?.contains("z") == true }
+        ebb.type("z")
+        #expect(!ebb.wait(seconds: 1, until: echoed), "the paused guest echoed")
+        #expect(try unixHTTP(socket, "PATCH", "/vm", body: #"{"state": "Resumed"}"#).status == 204)
+        #expect(ebb.wait(seconds: 10, until: echoed), "the resumed guest did not echo: \(ebb.stdout.suffix(200))")
+        ebb.type("q")
+        let result = ebb.finish(seconds: 30)
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
     @Test func aStopBeforeTheStartEndsEbbWithTheSignalsStatus() throws {
         let scratch = try DiskScratch("api-stop")
         let socket = scratch.directory.appendingPathComponent("api.sock").path

@@ -44,6 +44,8 @@ final class IdleReclaimer: @unchecked Sendable {
 
     /// The policy's lock is taken before any device's, here and in `setUserTarget`.
     private func stepOnce() {
+        // A paused guest can follow no target: squeezing it would only stall.
+        guard !machine.isPaused else { return }
         policy.withLock { policy in
             let now = elapsed
             guard let observation = machine.reclaimObservation(elapsed: now, sampleCostly: policy.wantsCostlySample(at: now)) else { return }
