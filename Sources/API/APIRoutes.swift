@@ -184,6 +184,8 @@ public struct APIRoutes: Sendable {
                                           logger: observability.loggerSettings, metricsPath: observability.metrics.path))
         case ("PUT", "/actions"):
             return action(body)
+        case ("PATCH", _) where path.hasPrefix(Self.drivesPrefix):
+            return .error(400, "Ebb cannot change a drive's backing file or rate limiter (PATCH \(path)); give the drive before the start")
         case ("PUT", _) where path.hasPrefix(Self.drivesPrefix) && control.phase == .configuring:
             let id = String(path.dropFirst(Self.drivesPrefix.count))
             guard !id.isEmpty, !id.contains("/") else { return .error(404, "no such resource: \(path)") }

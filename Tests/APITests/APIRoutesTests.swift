@@ -90,6 +90,11 @@ final class FakeBalloon: MachineControl, Sendable {
             .contains("not supported before starting the microVM"))
     }
 
+    @Test func patchingADriveIsRefusedInOneLine() {
+        let response = routes.handle(method: "PATCH", path: "/drives/rootfs", body: Array(#"{"drive_id": "rootfs", "path_on_host": "/x"}"#.utf8))
+        #expect(response.status == 400 && response.body.contains("cannot change a drive's backing file"), "\(response.body)")
+    }
+
     @Test func versionFollowsFirecrackersShape() {
         let response = routes.handle(method: "GET", path: "/version", body: [])
         #expect(response == APIResponse(status: 200, body: #"{"firecracker_version":"0.1.0"}"#))
