@@ -18,6 +18,8 @@ public protocol MachineControl: Sendable {
     var isPaused: Bool { get }
     func pause() throws(PauseError)
     func resume()
+    /// PUT /actions SendCtrlAltDel: the keys typed on the guest's i8042 keyboard.
+    func sendCtrlAltDel()
 }
 
 extension Machine: MachineControl {
@@ -218,8 +220,9 @@ public struct APIRoutes: Sendable {
             guard observability.metrics.flush() else { return .error(400, "metrics are not configured (PUT /metrics first)") }
             return .noContent
         case "SendCtrlAltDel":
-            guard control.machine != nil else { return .error(400, ControlError.beforeStart.description) }
-            return .error(400, "\(body.actionType) is not supported by Ebb yet")
+            guard let machine = control.machine else { return .error(400, ControlError.beforeStart.description) }
+            machine.sendCtrlAltDel()
+            return .noContent
         default:
             return .error(400, "action_type '\(body.actionType)' is not one of InstanceStart, SendCtrlAltDel, FlushMetrics")
         }

@@ -42,26 +42,3 @@ public final class ACPIPowerDevice: BusDevice {
         }
     }
 }
-
-/// Just enough of the i8042 keyboard controller for the classic reset: command 0xFE on port 0x64.
-/// Mapped at 0x60 with a 5-byte window (0x60 data ... 0x64 command/status).
-public final class I8042Device: BusDevice {
-    static let commandOffset: UInt64 = 4
-    static let pulseResetLine: UInt8 = 0xfe
-    public static let windowLength: UInt64 = 5
-
-    private let onRequest: @Sendable (SystemRequest) -> Void
-
-    public init(onRequest: @escaping @Sendable (SystemRequest) -> Void) { self.onRequest = onRequest }
-
-    public func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
-        // Status 0: output buffer empty, input buffer empty; nothing to read.
-        data.storeLittleEndian(0)
-    }
-
-    public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
-        if offset == Self.commandOffset, UInt8(truncatingIfNeeded: data.littleEndianValue) == Self.pulseResetLine {
-            onRequest(.reset)
-        }
-    }
-}

@@ -17,6 +17,7 @@ struct AttachedVirtioDevice: Sendable {
 /// the DSDT describes each one.
 struct DeviceManager {
     let serial: Serial8250
+    let keyboard: I8042Device
     let ioBus: Bus
     let mmioBus: Bus
     let acpiDevices: [ACPIDevice]
@@ -30,15 +31,26 @@ struct DeviceManager {
             do { try vm.pulseInterruptLine(Layout.serialIRQ) } catch { SerialInterruptFailure.report(error) }
         })
         self.serial = serial
+        let keyboard = I8042Device(onRequest: onSystemRequest, interrupt: {
+            do { try vm.pulseInterruptLine(Layout.keyboardIRQ) } catch { KeyboardInterruptFailure.report(error) }
+        })
+        self.keyboard = keyboard
         ioBus = try Bus(name: "port I/O", windows: [
             .init(base: UInt64(Layout.serialPort), length: Serial8250.windowLength, device: serial),
-            .init(base: UInt64(Layout.i8042Port), length: I8042Device.windowLength, device: I8042Device(onRequest: onSystemRequest)),
+            .init(base: UInt64(Layout.i8042Port), length: I8042Device.windowLength, device: keyboard),
             .init(base: UInt64(Layout.acpiPowerPort), length: ACPIPowerDevice.windowLength, device: ACPIPowerDevice(onRequest: onSystemRequest)),
         ])
         var acpiDevices = [
             ACPIDevice(name: "COM1", hardwareID: .eisa("PNP0501"), uniqueID: 0, resources: [
                 .ioPorts(base: Layout.serialPort, count: UInt8(Serial8250.windowLength)),
                 .isaIRQ(UInt8(Layout.serialIRQ)),
+            ]),
+            // Linux's i8042 driver finds the controller by this PNP id (with no AUX device beside
+            // it, it probes no mouse): its data and command ports and IRQ 1.
+            ACPIDevice(name: "KBD0", hardwareID: .eisa("PNP0303"), uniqueID: 0, resources: [
+                .ioPorts(base: Layout.i8042Port, count: 1),
+                .ioPorts(base: Layout.i8042Port + UInt16(I8042Device.commandOffset), count: 1),
+                .isaIRQ(UInt8(Layout.keyboardIRQ)),
             ]),
         ]
         var allocator = DeviceResourceAllocator()
@@ -103,6 +115,17 @@ struct DeviceManager {
                  resetRegister: .ioPort(port + UInt16(ACPIPowerDevice.Register.reset)),
                  resetValue: ACPIPowerDevice.resetValue)
         }, madt: madt)
+    }
+}
+
+/// The keyboard's interrupt could not be raised: said once; Ctrl+Alt+Del then waits for a guest
+/// that polls the controller.
+enum KeyboardInterruptFailure {
+    private static let reported = Atomic<Bool>(false)
+
+    static func report(_ error: any Error) {
+        guard !reported.exchange(true, ordering: .relaxed) else { return }
+        VMM.report("i8042: cannot raise IRQ \(Layout.keyboardIRQ): \(error)", level: .warning)
     }
 }
 

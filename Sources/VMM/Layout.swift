@@ -51,6 +51,8 @@ public enum Layout {
     public static let serialPort: UInt16 = 0x3f8
     public static let serialIRQ: UInt32 = 4
     public static let i8042Port: UInt16 = 0x60
+    /// The i8042's keyboard interrupt, ISA IRQ 1 as on every PC.
+    public static let keyboardIRQ: UInt32 = 1
     /// FADT sleep control (0x600), sleep status (0x601) and reset (0x602) registers.
     public static let acpiPowerPort: UInt16 = 0x600
     /// virtio-mmio devices take GSIs from here up (5 and up are free ISA lines on the IOAPIC).

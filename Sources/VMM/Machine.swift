@@ -25,6 +25,7 @@ public final class Machine: @unchecked Sendable {
     let ioBus: Bus
     let mmioBus: Bus
     let serial: Serial8250
+    let keyboard: I8042Device
     /// The virtio devices, in slot order.
     let virtioDevices: [AttachedVirtioDevice]
     /// The command line the guest got, and what Ebb added to it for this host's KVM.
@@ -88,6 +89,7 @@ public final class Machine: @unchecked Sendable {
         ioBus = devices.ioBus
         mmioBus = devices.mmioBus
         serial = devices.serial
+        keyboard = devices.keyboard
         virtioDevices = devices.virtioDevices
 
         let tables = devices.acpiTables(cpuCount: configuration.cpuCount)
@@ -144,6 +146,12 @@ public final class Machine: @unchecked Sendable {
         guard first else { return }
         stopping.store(true, ordering: .releasing)
         kickVCPUs()
+    }
+
+    /// Firecracker's SendCtrlAltDel: Ctrl+Alt+Del typed on the i8042 keyboard.
+    public func sendCtrlAltDel() {
+        keyboard.sendCtrlAltDel()
+        report("SendCtrlAltDel: Ctrl+Alt+Del typed on the i8042 keyboard")
     }
 
     /// Every vCPU out of `KVM_RUN` (or straight out at its next entry).

@@ -22,6 +22,9 @@ final class FakeBalloon: MachineControl, Sendable {
     var isPaused: Bool { paused.withLock { $0 } }
     func pause() throws(PauseError) { paused.withLock { $0 = true } }
     func resume() { paused.withLock { $0 = false } }
+    private let ctrlAltDels = Mutex(0)
+    var ctrlAltDelCount: Int { ctrlAltDels.withLock { $0 } }
+    func sendCtrlAltDel() { ctrlAltDels.withLock { $0 += 1 } }
     var balloonTargetBytes: UInt64? { target.withLock { $0 } }
     func setBalloonTarget(bytes: UInt64) { target.withLock { $0 = bytes } }
 }
@@ -88,6 +91,14 @@ final class FakeBalloon: MachineControl, Sendable {
         let preboot = APIRoutes(control: ControlPlane(resources: MachineResources()))
         #expect(preboot.handle(method: "PATCH", path: "/vm", body: Array(#"{"state": "Paused"}"#.utf8)).body
             .contains("not supported before starting the microVM"))
+    }
+
+    @Test func sendCtrlAltDelTypesTheKeysOnceTheMachineRuns() {
+        let action = Array(#"{"action_type": "SendCtrlAltDel"}"#.utf8)
+        #expect(routes.handle(method: "PUT", path: "/actions", body: action) == .noContent)
+        #expect(balloon.ctrlAltDelCount == 1)
+        let preboot = APIRoutes(control: ControlPlane(resources: MachineResources()))
+        #expect(preboot.handle(method: "PUT", path: "/actions", body: action).body.contains("not supported before starting the microVM"))
     }
 
     @Test func patchingADriveIsRefusedInOneLine() {

@@ -90,6 +90,20 @@ struct APIBootTests {
         #expect(result.status == 0, "\(result.stderr)")
     }
 
+    /// SendCtrlAltDel types the keys on the i8042: the test kernel reads them and powers off.
+    @Test func sendCtrlAltDelReachesTheGuestsKeyboard() throws {
+        try requireTestKernel()
+        let scratch = try DiskScratch("api-cad")
+        let socket = scratch.directory.appendingPathComponent("api.sock").path
+        let ebb = try EbbProcess(["run", "--kernel", testKernelELF, "--cmdline", "ebb.scenario=keyboard", "--api-sock", socket])
+        #expect(ebb.wait(seconds: 30) { $0.contains("keyboard: ready") }, "\(ebb.stderr)")
+        let answer = try unixHTTP(socket, "PUT", "/actions", body: #"{"action_type": "SendCtrlAltDel"}"#)
+        #expect(answer.status == 204, "\(answer.body)")
+        let result = ebb.finish(seconds: 30)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("keyboard: 14\nkeyboard: 11\nkeyboard: e0 71\nkeyboard: ctrl-alt-del"), "\(result.stdout.suffix(500))")
+    }
+
     @Test func aStopBeforeTheStartEndsEbbWithTheSignalsStatus() throws {
         let scratch = try DiskScratch("api-stop")
         let socket = scratch.directory.appendingPathComponent("api.sock").path

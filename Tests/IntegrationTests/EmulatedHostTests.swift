@@ -204,5 +204,18 @@ extension HeavyGuestTests {
             #expect(outcome.figures["status"] == "2", "\(outcome.output.suffix(3000))")
             expectHardwareProfile(outcome, cpus: 2)
         }
+
+        /// Firecracker's SendCtrlAltDel through ebb's API: Debian's kernel finds the i8042 keyboard
+        /// (PNP0303 in the DSDT), takes the three keys, and signals init, which powers off.
+        @Test func sendCtrlAltDelReachesDebiansInitWhichPowersOff() throws {
+            let outcome = try reclaimLinux(["--kernel", "bzimage", "--scenario", "ctrl-alt-del"])
+            #expect(outcome.status == 0, "\(outcome.output.suffix(4000))")
+            #expect(outcome.output.contains("serio: i8042 KBD port at 0x60,0x64"), "\(outcome.output.suffix(4000))")
+            #expect(outcome.output.contains("init: input devices: AT Raw Set 2 keyboard"))
+            #expect(outcome.figures["api-status"] == "204")
+            #expect(outcome.output.contains("init: ctrl-alt-del: powering off"), "\(outcome.output.suffix(3000))")
+            #expect(outcome.figures["status"] == "0", "ebb's exit status: \(outcome.figures["status"] ?? "none")")
+            expectHardwareProfile(outcome, cpus: 1)
+        }
     }
 }

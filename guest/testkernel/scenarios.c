@@ -107,6 +107,43 @@ static void echo(const struct kernel_state *k)
 	kprintf("\necho: done\n");
 }
 
+/*
+ * Reads the i8042 keyboard by polling (scan code set 2, untranslated) until
+ * Ctrl+Alt+Del, which is what Firecracker's SendCtrlAltDel types; returning
+ * powers the machine off, as a guest told to shut down would.
+ */
+static void keyboard(const struct kernel_state *k)
+{
+	(void)k;
+	bool ctrl = false, alt = false, extended = false, released = false;
+	kprintf("keyboard: ready\n");
+	for (;;) {
+		if (!(inb(0x64) & 0x01)) {
+			cpu_relax();
+			continue;
+		}
+		uint8_t code = inb(0x60);
+		if (code == 0xe0) {
+			extended = true;
+			continue;
+		}
+		if (code == 0xf0) {
+			released = true;
+			continue;
+		}
+		if (!extended && code == 0x14)
+			ctrl = !released;
+		else if (!extended && code == 0x11)
+			alt = !released;
+		kprintf("keyboard: %s%x%s\n", extended ? "e0 " : "", code, released ? " up" : "");
+		if (extended && code == 0x71 && !released && ctrl && alt) {
+			kprintf("keyboard: ctrl-alt-del\n");
+			return;
+		}
+		extended = released = false;
+	}
+}
+
 static const struct scenario scenarios[] = {
 	{ "hello", hello },
 	{ "int3", int3 },
@@ -116,6 +153,7 @@ static const struct scenario scenarios[] = {
 	{ "bad-io", bad_io },
 	{ "spin", spin },
 	{ "echo", echo },
+	{ "keyboard", keyboard },
 };
 
 void scenario_run(const struct kernel_state *k)

@@ -215,6 +215,47 @@ def run_page_cache(argv, memory_mib, disk, timeout_s=300, echo=None):
     return result
 
 
+def api_request(socket_path, method, path, body):
+    """One request to a VMM's API on its Unix socket (Firecracker's convention); returns
+    (status, body)."""
+    import http.client
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(30)
+            self.sock.connect(socket_path)
+
+    connection = UnixConnection("localhost")
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def run_ctrl_alt_del(argv, socket_path, timeout_s=300, echo=None):
+    """The ctrl-alt-del scenario once (ebb.scenario=ctrl-alt-del; the VMM serves its API on
+    `socket_path`): once init waits, `PUT /actions {"action_type": "SendCtrlAltDel"}`. Figures:
+    api-status (the answer's HTTP status) and cad-s (from the request to the VMM's exit)."""
+    run, result, stage = start_run(argv, echo)
+    waiting = stage("init: waiting for ctrl-alt-del", timeout_s)
+    sent_at = None
+    if waiting:
+        status, body = api_request(socket_path, "PUT", "/actions", '{"action_type": "SendCtrlAltDel"}')
+        result["api-status"] = status
+        if status != 204:
+            result["error"] = f"SendCtrlAltDel answered {status}: {body}"
+        sent_at = run.now()
+    status, killed = run.finish(120 if waiting else 5)
+    result.update(status=status, killed=killed, output=run.text())
+    if sent_at is not None and not killed:
+        result["cad-s"] = run.now() - sent_at
+    return result
+
+
 def run_idle_reclaim(argv, memory_mib, timeout_s=300, echo=None):
     """The idle-reclaim scenario once (ebb.scenario=idle-reclaim, the disk of
     guest/build-page-cache-image.sh): the guest reads 260 MiB of files into its page cache and
