@@ -90,7 +90,7 @@ public struct ReclaimPolicy: Sendable {
     private var lastDecision: Baseline?
     private var squeeze: Squeeze?
     /// When the release last made progress, and the `actual` it had got to.
-    private var releaseStartedAt = Duration.zero
+    private var releaseProgressAt = Duration.zero
     private var releaseLastActual = UInt64.max
     private var pausedUntil: Duration?
     /// What the state is while paused: backed off, or stopped after an OOM.
@@ -144,7 +144,7 @@ public struct ReclaimPolicy: Sendable {
             state = .userTarget
         } else {
             state = .releasing
-            releaseStartedAt = elapsed
+            releaseProgressAt = elapsed
             releaseLastActual = .max
         }
     }
@@ -171,9 +171,9 @@ public struct ReclaimPolicy: Sendable {
             // fall and take it for deflate-on-OOM.
             if observation.balloonActualBytes < releaseLastActual {
                 releaseLastActual = observation.balloonActualBytes
-                releaseStartedAt = observation.elapsed
+                releaseProgressAt = observation.elapsed
             }
-            if observation.balloonActualBytes <= userTargetBytes || observation.elapsed - releaseStartedAt >= settings.stallTimeout {
+            if observation.balloonActualBytes <= userTargetBytes || observation.elapsed - releaseProgressAt >= settings.stallTimeout {
                 // What the squeeze gave back: the fall of guest RAM's resident size across it. Not
                 // the balloon's discards: a guest that zeroes what it allocates (Debian's kernels
                 // default to init_on_alloc) makes free pages resident on their way into the balloon.
@@ -390,7 +390,7 @@ public struct ReclaimPolicy: Sendable {
     private mutating func release(at elapsed: Duration) -> UInt64 {
         squeeze = nil
         state = .releasing
-        releaseStartedAt = elapsed
+        releaseProgressAt = elapsed
         releaseLastActual = .max
         return userTargetBytes
     }

@@ -6,10 +6,9 @@ public struct BalloonCounters: Sendable, Equatable {
     public var discardedBytes: UInt64 = 0
     /// Bytes discarded because the guest put them in the balloon (inflate).
     public var inflateDiscardedBytes: UInt64 = 0
-    /// Of the discarded bytes, those that were resident on the host until then: what each path
-    /// really gave back (a page reported twice, or ballooned after being reported, counts once).
+    /// Of the bytes free page reporting discarded, those that were resident on the host until
+    /// then: what reporting really gave back (a page reported twice counts once).
     public var reportReturnedBytes: UInt64 = 0
-    public var inflateReturnedBytes: UInt64 = 0
     /// `madvise` calls made for reports: contiguous reported blocks share one.
     public var reportDiscardCalls: UInt64 = 0
     /// Discards `madvise` refused (counted, never fatal).
