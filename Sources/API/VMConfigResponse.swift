@@ -62,7 +62,7 @@ struct VMConfigResponse: Encodable {
         // Disks of the command line have no drive_id: they are named as the guest sees them. Every
         // disk honours the guest's flushes, which is Firecracker's "Writeback" (see DriveBody).
         let drives = resources.orderedDrives.enumerated().map { index, drive in
-            Drive(driveId: drive.id ?? "vd\(Character(UnicodeScalar(UInt8(97 + index % 26))))", pathOnHost: drive.options.path,
+            Drive(driveId: drive.id ?? guestDiskName(index), pathOnHost: drive.options.path,
                   isRootDevice: drive.isRoot, isReadOnly: drive.options.readOnly, partuuid: drive.partUUID,
                   cacheType: "Writeback", ioEngine: "Sync")
         }
@@ -87,4 +87,10 @@ struct VMConfigResponse: Encodable {
         try container.encodeNil(forKey: .vsock)
         try container.encodeNil(forKey: .entropy)
     }
+}
+
+/// What the guest calls the `index`-th disk ("vda", "vdb", ...): the name of a disk given no
+/// drive_id (the command line's `--disk`).
+func guestDiskName(_ index: Int) -> String {
+    "vd" + String(UnicodeScalar(UInt8(97 + index % 26)))
 }

@@ -74,6 +74,8 @@ public final class I8042Device: BusDevice {
         var pendingKeyboardCommand: UInt8?
         var lastWriteWasCommand = false
         var dropped: UInt64 = 0
+        /// Data-port reads so far: a repeated interrupt is for a byte no read has taken.
+        var reads: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -92,29 +94,41 @@ public final class I8042Device: BusDevice {
         self.nextByteDelay = nextByteDelay
     }
 
-    private func raiseLater() {
+    /// The interrupt for the byte now first in the queue, `nextByteDelay` from now; and again
+    /// every `retryInterval` while the guest has not read it (at most `retries` times): a KVM
+    /// pulse can be lost (Debian's kernel once took Ctrl and never saw Alt or Delete, its IRQ 1
+    /// count unmoved), where on hardware the line would stay up until the byte is read. A guest
+    /// that finds no byte on a repeated interrupt ignores it.
+    private func raiseLater(attempt: Int = 0) {
         guard nextByteDelay > .zero else { return interrupt() }
-        let microseconds = Int(nextByteDelay.components.seconds) * 1_000_000 + Int(nextByteDelay.components.attoseconds / 1_000_000_000_000)
+        let reads = state.withLock { $0.reads }
+        let delay = attempt == 0 ? nextByteDelay : Self.retryInterval
+        let microseconds = Int(delay.components.seconds) * 1_000_000 + Int(delay.components.attoseconds / 1_000_000_000_000)
         Self.timer.asyncAfter(deadline: .now() + .microseconds(microseconds)) { [self] in
-            // Still a byte waiting and the interrupt still wanted (the guest may have read it by polling).
-            let wanted = state.withLock { !$0.output.isEmpty && $0.commandByte & CommandByte.keyboardInterrupt != 0 }
-            if wanted { interrupt() }
+            // Still unread, and the interrupt still wanted (the guest may have read it by polling).
+            let wanted = state.withLock { !$0.output.isEmpty && $0.commandByte & CommandByte.keyboardInterrupt != 0 && $0.reads == reads }
+            guard wanted else { return }
+            interrupt()
+            if attempt < Self.retries { raiseLater(attempt: attempt + 1) }
         }
     }
 
-    /// Bytes the guest never read because the queue was full.
+    static let retryInterval: Duration = .milliseconds(20)
+    static let retries = 50
+
+    /// Bytes never queued: typed into a disabled keyboard, or beyond the queue's limit.
     public var droppedBytes: UInt64 { state.withLock { $0.dropped } }
 
     /// Types Ctrl+Alt+Del, as Firecracker's `SendCtrlAltDel` does: the guest decides what it means
     /// (Linux reboots, or signals its init, which may power off).
     public func sendCtrlAltDel() { deliver(Self.ctrlAltDel) }
 
-
     public func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
         switch offset {
         case Self.dataOffset:
             let (byte, more) = state.withLock { state -> (UInt8, Bool) in
                 guard !state.output.isEmpty else { return (0, false) }
+                state.reads += 1
                 let byte = state.output.removeFirst()
                 return (byte, !state.output.isEmpty && state.commandByte & CommandByte.keyboardInterrupt != 0)
             }
@@ -218,7 +232,11 @@ public final class I8042Device: BusDevice {
             state.dropped += UInt64(bytes.count - min(room, bytes.count))
             return wasEmpty && !state.output.isEmpty && state.commandByte & CommandByte.keyboardInterrupt != 0
         }
-        if raise { interrupt() }
+        if raise {
+            interrupt()
+            // Then again while it stays unread (see raiseLater).
+            if nextByteDelay > .zero { raiseLater(attempt: 1) }
+        }
     }
 }
 

@@ -112,6 +112,14 @@ import Testing
         #expect(interrupts.raised == 2, "raised for the next byte a little later")
     }
 
+    @Test func anUnreadByteRaisesItsInterruptAgain() async throws {
+        let device = I8042Device(onRequest: { _ in }, interrupt: { [interrupts] in interrupts.raise() })
+        device.sendCtrlAltDel()
+        for _ in 0..<200 where interrupts.raised < 3 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(interrupts.raised >= 3, "a lost edge is raised again while the byte stays unread")
+        #expect(drain(device) == [0x14, 0x11, 0xe0, 0x71])
+    }
+
     @Test func commandFEResetsTheMachine() {
         let device = controller
         command(device, 0xfe)

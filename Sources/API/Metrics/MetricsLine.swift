@@ -53,7 +53,7 @@ struct MetricsLine: Encodable {
 extension MetricsLine {
     /// The families from what the control plane sees now: the API's counters always, the
     /// balloon's, the disks' and the agentless reclaim's once the machine runs.
-    static func gather(control: ControlPlane, requests: APIRequestCounters, missedMetrics: UInt64, failedMetrics: UInt64) -> MetricsLine {
+    static func gather(control: ControlPlane, requests: APIRequestCounters, failedMetrics: UInt64) -> MetricsLine {
         var families: [Family] = []
         let machine = control.machine
         if let counters = machine?.balloonCounters {
@@ -73,13 +73,13 @@ extension MetricsLine {
             let c = disk.counters
             total.reads += c.reads; total.writes += c.writes; total.bytesRead += c.bytesRead; total.bytesWritten += c.bytesWritten
             total.flushes += c.flushes; total.ioErrors += c.ioErrors; total.unsupported += c.unsupported
-            let name = (index < names.count ? names[index] : nil) ?? "vd\(Character(UnicodeScalar(UInt8(97 + index % 26))))"
+            let name = (index < names.count ? names[index] : nil) ?? guestDiskName(index)
             perDrive.append(("block_\(name)", blockValues(c)))
         }
         families += perDrive
         families.append(("block", blockValues(total)))
         families += requests.snapshot.map { ($0.family, $0.values) }
-        families.append(("logger", [("missed_metrics_count", missedMetrics), ("metrics_fails", failedMetrics),
+        families.append(("logger", [("missed_metrics_count", 0), ("metrics_fails", failedMetrics),
                                     ("missed_log_count", Log.missedLines), ("rate_limited_log_count", 0)]))
         if let reclaim = machine?.reclaimStatus, let counters = machine?.balloonCounters {
             families.append(("ebb_reclaim", [

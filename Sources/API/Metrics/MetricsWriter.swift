@@ -11,7 +11,8 @@ public final class MetricsWriter: Sendable {
     private struct State {
         var file: OutputFile?
         var previous: [String: UInt64] = [:]
-        var missed: UInt64 = 0
+        /// Lines that could not be written whole (Firecracker's `logger.metrics_fails`); what they
+        /// held is carried into the next line, as the deltas start from the last line written.
         var failed: UInt64 = 0
         var thread: OSThread?
         var stopping = false
@@ -59,11 +60,11 @@ public final class MetricsWriter: Sendable {
     public func flush() -> Bool {
         state.withLock { state in
             guard let file = state.file else { return false }
-            let line = MetricsLine.gather(control: control, requests: requests, missedMetrics: state.missed, failedMetrics: state.failed)
+            let line = MetricsLine.gather(control: control, requests: requests, failedMetrics: state.failed)
             if file.write(line: line.since(state.previous).json) {
                 state.previous = line.cumulative
             } else {
-                state.missed += 1
+                state.failed += 1
             }
             return true
         }
