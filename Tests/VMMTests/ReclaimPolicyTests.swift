@@ -18,6 +18,9 @@ struct SimulatedGuest {
     var pendingCache: (cold: UInt64, hot: UInt64)?
     /// Free guest memory the host still has resident (scattered pages free page reporting missed).
     var residentFreeBytes: UInt64 = 0
+    /// Resident memory the guest counts as neither used nor free that no balloon can take (its
+    /// per-CPU free lists, say): it looks like resident free memory from outside.
+    var unreachableResidentBytes: UInt64 = 0
     var balloonBytes: UInt64 = 0
     var targetBytes: UInt64 = 0
     /// How far the driver moves per tick; 0: it never follows (a stalled inflation).
@@ -37,7 +40,7 @@ struct SimulatedGuest {
     var cacheBytes: UInt64 { coldCacheBytes + hotCacheBytes + shmemBytes }
     var freeBytes: UInt64 { ramBytes - anonymousBytes - cacheBytes - balloonBytes }
     /// What the host holds: everything the guest uses plus the free pages still backed.
-    var hostResidentBytes: UInt64 { anonymousBytes + cacheBytes + residentFreeBytes }
+    var hostResidentBytes: UInt64 { anonymousBytes + cacheBytes + residentFreeBytes + unreachableResidentBytes }
 
     init(ramMiB: UInt64 = 1024, anonymousMiB: UInt64 = 100, coldCacheMiB: UInt64 = 0, hotCacheMiB: UInt64 = 0, shmemMiB: UInt64 = 4) {
         ramBytes = ramMiB * Self.mib
@@ -229,6 +232,16 @@ struct ReclaimSimulation {
         #expect(simulation.policy.counters.squeezes == 2)
         let back = try #require(backAt, "resident free left: \(simulation.guest.residentFreeBytes / Self.mib) MiB")
         #expect(back <= .seconds(12), "back \(back) after the drop")
+        #expect(simulation.guest.balloonBytes == 0)
+    }
+
+    @Test func aFreePagesSqueezeThatGainsNothingBacksOffInsteadOfRepeating() {
+        var guest = SimulatedGuest(coldCacheMiB: 0)
+        guest.unreachableResidentBytes = 40 * Self.mib
+        var simulation = ReclaimSimulation(guest)
+        simulation.run(for: .seconds(60))
+        #expect(simulation.policy.counters.backOffs[.noGain] ?? 0 >= 1)
+        #expect(simulation.policy.counters.squeezes <= 2, "\(simulation.policy.counters.squeezes) squeezes for nothing in 60 s")
         #expect(simulation.guest.balloonBytes == 0)
     }
 

@@ -37,6 +37,9 @@ public struct ReclaimPolicy: Sendable {
     public enum BackOff: String, Sendable, CaseIterable {
         case refetch, swap, stall
         case outOfMemory = "out-of-memory"
+        /// A free-pages squeeze gave back less than it is worth: the resident memory it saw is
+        /// not free pages the balloon can take (e.g. the guest's per-CPU free lists).
+        case noGain = "no-gain"
     }
 
     public let settings: ReclaimSettings
@@ -107,6 +110,8 @@ public struct ReclaimPolicy: Sendable {
     public private(set) var reserveEstimateBytes: UInt64 = 0
     /// Guest RAM resident when the squeeze being released began.
     private var releasedFrom: UInt64?
+    /// Whether the squeeze being released came for free pages (not cache).
+    private var releasingFreePages = false
     /// After a squeeze: the guest's major faults then, and until when a rise counts as refetch.
     private var refetchWatch: (majorFaults: UInt64, until: Duration)?
 
@@ -177,10 +182,16 @@ public struct ReclaimPolicy: Sendable {
                 // What the squeeze gave back: the fall of guest RAM's resident size across it. Not
                 // the balloon's discards: a guest that zeroes what it allocates (Debian's kernels
                 // default to init_on_alloc) makes free pages resident on their way into the balloon.
-                if let from = releasedFrom, let now = observation.residentBytes, from > now {
-                    counters.squeezedBytes += from - now
-                }
+                var gain: UInt64 = 0
+                if let from = releasedFrom, let now = observation.residentBytes, from > now { gain = from - now }
+                counters.squeezedBytes += gain
                 releasedFrom = nil
+                // A free-pages squeeze that got (almost) nothing would only be repeated every
+                // interval for nothing, each a pass over the guest's free memory: wait instead.
+                if releasingFreePages, observation.residentBytes != nil, gain < settings.minimumFreeGainBytes {
+                    backOff(.noGain, at: observation.elapsed)
+                }
+                releasingFreePages = false
                 state = pausedUntil == nil ? activity : pausedState
                 // Decide again soon, from figures the guest makes after the release (it changed
                 // them all): the resident free pages a squeeze leaves behind are worth a small one.
@@ -380,6 +391,7 @@ public struct ReclaimPolicy: Sendable {
     private mutating func end(_ finished: Squeeze, _ now: ReclaimObservation, abort: Abort?) {
         squeeze = nil
         releasedFrom = finished.residentAtStart
+        releasingFreePages = finished.residentGoalBytes != nil
         if let abort { counters.aborts[abort, default: 0] += 1 }
         if let faults = now.statistics?.majorFaults {
             refetchWatch = (faults, now.elapsed + settings.interval * settings.refetchWatchIntervals)
