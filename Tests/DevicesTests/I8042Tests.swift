@@ -103,13 +103,15 @@ import Testing
     @Test func theNextBytesInterruptComesAfterTheReadNotInsideIt() async throws {
         let device = I8042Device(onRequest: { _ in }, interrupt: { [interrupts] in interrupts.raise() })
         device.sendCtrlAltDel()
-        #expect(interrupts.raised == 1)
+        let beforeRead = interrupts.raised
+        #expect(beforeRead >= 1)
         var value: UInt8 = 0
         withUnsafeMutableBytes(of: &value) { device.read(offset: 0, data: $0) }
         #expect(value == 0x14)
-        #expect(interrupts.raised == 1, "not raised inside the guest's read")
-        for _ in 0..<200 where interrupts.raised == 1 { try await Task.sleep(for: .milliseconds(5)) }
-        #expect(interrupts.raised == 2, "raised for the next byte a little later")
+        #expect(interrupts.raised == beforeRead, "not raised inside the guest's read")
+        for _ in 0..<400 where interrupts.raised == beforeRead { try await Task.sleep(for: .milliseconds(5)) }
+        // (And again every 20 ms while the next byte stays unread: a loaded machine may see several.)
+        #expect(interrupts.raised > beforeRead, "raised for the next byte a little later")
     }
 
     @Test func anUnreadByteRaisesItsInterruptAgain() async throws {
