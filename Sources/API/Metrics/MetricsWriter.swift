@@ -28,7 +28,6 @@ public final class MetricsWriter: Sendable {
         self.requests = requests
     }
 
-    public var isConfigured: Bool { state.withLock { $0.file != nil } }
     public var path: String? { state.withLock { $0.file?.path } }
 
     /// Opens the destination and starts the minute's timer; only once, as Firecracker allows.

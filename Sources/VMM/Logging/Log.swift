@@ -70,8 +70,6 @@ public enum Log {
         destination.withLock { $0 = Destination(file: file, settings: settings, instanceID: instanceID) }
     }
 
-    public static var isConfigured: Bool { destination.withLock { $0 != nil } }
-
     /// Lines that could not be written (Firecracker's `logger.missed_log_count`).
     public static var missedLines: UInt64 { missed.load(ordering: .relaxed) }
 
@@ -100,10 +98,9 @@ public enum Log {
         var seconds = now.tv_sec
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let nanos = String(now.tv_nsec)
+        func two(_ value: Int32) -> String { String(value).leftPadded(to: 2) }
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))."
-            + String(repeating: "0", count: max(0, 9 - nanos.count)) + nanos
+            + String(now.tv_nsec).leftPadded(to: 9)
     }
 }
 
