@@ -307,6 +307,33 @@ struct ReclaimSimulation {
         #expect(simulation.guest.coldCacheBytes + simulation.guest.hotCacheBytes == 48 * Self.mib)
     }
 
+    /// The emulated host's idle scenario: the first squeeze takes a hot file too, the guest reads
+    /// it back (a refetch: back off), and the squeeze left free pages the host still backs (the
+    /// guest's reserves, refilled by its reclaim). A free-pages squeeze takes them during the
+    /// back-off, and no cache with them.
+    @Test func aRefetchBackOffStillLetsAFreePagesSqueezeTakeWhatTheHostBacks() throws {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 256))
+        var refetchedAt: Duration?
+        var cacheAtRefetch: UInt64 = 0
+        simulation.run(for: .seconds(40)) { simulation in
+            if refetchedAt == nil, simulation.policy.counters.squeezes == 1, simulation.policy.state == .idle {
+                refetchedAt = simulation.guest.elapsed
+                simulation.guest.majorFaults += 1024
+                simulation.guest.hotCacheBytes += 4 * Self.mib
+                simulation.guest.residentFreeBytes += 30 * Self.mib
+                cacheAtRefetch = simulation.guest.coldCacheBytes + simulation.guest.hotCacheBytes
+            }
+        }
+        let refetched = try #require(refetchedAt)
+        #expect(simulation.policy.counters.backOffs[.refetch] == 1)
+        #expect(simulation.policy.counters.squeezes == 2, "a free-pages squeeze during the back-off")
+        #expect(simulation.guest.residentFreeBytes < 8 * Self.mib, "resident free \(simulation.guest.residentFreeBytes / Self.mib) MiB")
+        #expect(simulation.guest.coldCacheBytes + simulation.guest.hotCacheBytes == cacheAtRefetch, "no cache taken while backed off")
+        #expect(simulation.guest.balloonBytes == 0)
+        #expect(simulation.guest.elapsed - refetched < .seconds(36), "still inside the back-off (30 s)")
+        #expect(simulation.policy.state == .backedOff)
+    }
+
     @Test func swapOutBacksOff() {
         var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 0))
         simulation.run(for: .seconds(6))

@@ -14,7 +14,8 @@ import GuestMemory
 /// - While the guest is busy but shows no pressure, a squeeze takes at most `busyStepBytes` of
 ///   cache; once it is idle, all the cache above the floor.
 /// - Safeguards: major faults after a squeeze (the guest reading back what it gave up) or any
-///   swap-out back off for `backOffIntervals` and, for a refetch, raise the floor; an OOM kill
+///   swap-out back off for `backOffIntervals` and, for a refetch, raise the floor (while backed
+///   off for a refetch only, a squeeze for free pages alone, which takes no cache, still runs); an OOM kill
 ///   (Linux 6.12+) or the driver deflating on OOM during a squeeze stops squeezing for
 ///   `outOfMemoryPause`; a squeeze whose `actual` stops moving ends where it got to.
 /// - A target the user set wins: no squeeze while it is non-zero, and setting one ends a squeeze.
@@ -98,6 +99,9 @@ public struct ReclaimPolicy: Sendable {
     private var pausedUntil: Duration?
     /// What the state is while paused: backed off, or stopped after an OOM.
     private var pausedState = State.backedOff
+    /// Whether the pause is for a refetch alone: the guest wants its cache, and a squeeze that
+    /// takes none (free pages the host still backs) may still run.
+    private var pausedOnlyForRefetch = false
     /// What the last decision saw the guest doing: idle or busy.
     private var activity = State.starting
     /// The vCPUs' busy share over the last interval.
@@ -237,9 +241,18 @@ public struct ReclaimPolicy: Sendable {
             }
             if now.elapsed >= watch.until { refetchWatch = nil }
         }
+        // Backed off for a refetch, only free pages may be squeezed for: the cache squeeze whose
+        // leftovers they are is what the guest read back, not them (without this, a refetch of a
+        // hot file after the first squeeze left its resident free pages for the whole back-off).
+        var freePagesOnly = false
         if let until = pausedUntil {
-            guard now.elapsed >= until else { return nil }
-            pausedUntil = nil
+            if now.elapsed < until {
+                guard pausedOnlyForRefetch else { return nil }
+                freePagesOnly = true
+            } else {
+                pausedUntil = nil
+                pausedOnlyForRefetch = false
+            }
         }
 
         let share = busyShare(now, since: previous)
@@ -247,7 +260,7 @@ public struct ReclaimPolicy: Sendable {
         let reading = now.deviceRequests > previous.deviceRequests
         let busy = share > settings.idleBusyShare || reading
         activity = busy ? .busy : .idle
-        state = activity
+        state = freePagesOnly ? pausedState : activity
         // The guest is filling its cache from a disk right now: squeezing would take what it is
         // reading (and cost it a pass over its free memory); the next quiet interval will do.
         guard !reading else { return nil }
@@ -258,7 +271,7 @@ public struct ReclaimPolicy: Sendable {
 
         let reclaimable = reclaimableCache(statistics)
         let excess = reclaimable > floorBytes ? reclaimable - floorBytes : 0
-        let cacheTake = busy ? min(excess, settings.busyStepBytes) : excess
+        let cacheTake = freePagesOnly ? 0 : busy ? min(excess, settings.busyStepBytes) : excess
         let used = guestRAMBytes > statistics.freeBytes ? guestRAMBytes - statistics.freeBytes : 0
         let residentFree = now.residentBytes.map { $0 > used ? $0 - used : 0 } ?? 0
         // Every squeeze costs the guest a pass over its free memory (Linux zeroes what it
@@ -393,7 +406,8 @@ public struct ReclaimPolicy: Sendable {
         releasedFrom = finished.residentAtStart
         releasingFreePages = finished.residentGoalBytes != nil
         if let abort { counters.aborts[abort, default: 0] += 1 }
-        if let faults = now.statistics?.majorFaults {
+        // Only a squeeze that took cache can make the guest read it back.
+        if finished.residentGoalBytes == nil, let faults = now.statistics?.majorFaults {
             refetchWatch = (faults, now.elapsed + settings.interval * settings.refetchWatchIntervals)
         }
     }
@@ -409,6 +423,11 @@ public struct ReclaimPolicy: Sendable {
 
     private mutating func backOff(_ reason: BackOff, at elapsed: Duration) {
         counters.backOffs[reason, default: 0] += 1
+        if reason != .refetch {
+            pausedOnlyForRefetch = false
+        } else if pausedUntil == nil {
+            pausedOnlyForRefetch = true
+        }
         let until = elapsed + settings.interval * settings.backOffIntervals
         guard pausedUntil.map({ $0 < until }) ?? true else { return }
         pausedUntil = until
@@ -418,6 +437,7 @@ public struct ReclaimPolicy: Sendable {
 
     private mutating func stop(at elapsed: Duration) {
         counters.backOffs[.outOfMemory, default: 0] += 1
+        pausedOnlyForRefetch = false
         pausedUntil = elapsed + settings.outOfMemoryPause
         pausedState = .stopped
         state = .stopped
