@@ -5,8 +5,8 @@ import CKVM
 import Virtio
 
 /// The thread that serves one virtio device, with an epoll set of everything it waits on: a stop
-/// doorbell, the device's queue notifiers (rung by KVM when the guest writes QueueNotify), and a
-/// timerfd when the device has timed work. Nothing else wakes it: an idle guest costs no host CPU
+/// doorbell, the device's queue notifiers (rung by KVM when the guest writes QueueNotify), a
+/// timerfd when the device has timed work, and the device's own host descriptors (a tap). Nothing else wakes it: an idle guest costs no host CPU
 /// (the loop this replaced woke every device 20 times a second). Queue work such as discarding
 /// reported memory never runs on a vCPU thread.
 final class DeviceEventLoop: @unchecked Sendable {
@@ -14,7 +14,10 @@ final class DeviceEventLoop: @unchecked Sendable {
         case stop
         case queue(Int)
         case timer
+        case host(Int)
     }
+    /// Tokens from here on are the device's host sources.
+    private static let hostTokenBase: UInt64 = 1 << 32
 
     private let transport: VirtioMMIOTransport
     private let queueNotifiers: [EventNotifier]
@@ -32,12 +35,14 @@ final class DeviceEventLoop: @unchecked Sendable {
         try poller.add(stopNotifier.fd, token: 0)
         for (queue, notifier) in queueNotifiers.enumerated() { try poller.add(notifier.fd, token: UInt64(queue) + 2) }
         if let timer { try poller.add(timer.fd, token: 1) }
+        for (index, fd) in transport.hostEventSources.enumerated() { try poller.addEdgeTriggered(fd, token: Self.hostTokenBase + UInt64(index)) }
     }
 
     private static func source(of token: UInt64) -> Source {
         switch token {
         case 0: .stop
         case 1: .timer
+        case hostTokenBase...: .host(Int(token - hostTokenBase))
         default: .queue(Int(token - 2))
         }
     }
@@ -60,6 +65,8 @@ final class DeviceEventLoop: @unchecked Sendable {
                     case .timer:
                         timer?.consume()
                         transport.tick()
+                    case let .host(index):
+                        transport.hostEvent(source: index)
                     }
                 }
             }
@@ -86,6 +93,14 @@ final class EventPoller: Sendable {
 
     func add(_ source: Int32, token: UInt64) throws {
         guard ebb_epoll_add(fd, source, token) == 0 else {
+            throw SystemError(operation: "epoll_ctl(add \(source))", errno: errno)
+        }
+    }
+
+    /// Edge-triggered: one report per arrival, so a source the device cannot drain yet (no guest
+    /// buffers) does not wake the thread again and again.
+    func addEdgeTriggered(_ source: Int32, token: UInt64) throws {
+        guard ebb_epoll_add_edge(fd, source, token) == 0 else {
             throw SystemError(operation: "epoll_ctl(add \(source))", errno: errno)
         }
     }

@@ -29,6 +29,8 @@ public struct MachineResources: Sendable, Equatable {
     public private(set) var balloon: BalloonDevice.Options? = Defaults.balloon
     /// The disks, as given (`devices` puts a root drive first: the guest's /dev/vda).
     public private(set) var drives: [Drive] = []
+    /// The guest's NICs, in the order given (the first is eth0).
+    public private(set) var networkInterfaces: [NetworkInterface] = []
     public var kvmPath = Defaults.kvmPath
     public var prefault = false
     public var hugePages = Defaults.hugePages
@@ -126,20 +128,58 @@ public struct MachineResources: Sendable, Equatable {
         if let replaced {
             drives[replaced] = drive
         } else {
-            guard drives.count < Self.maximumDrives else { throw .invalid("at most \(Self.maximumDrives) disks") }
+            guard drives.count + networkInterfaces.count < Self.maximumDrives else {
+                throw .invalid("at most \(Self.maximumDrives) disks and network interfaces in all")
+            }
             drives.append(drive)
         }
     }
 
-    /// Every virtio device needs an interrupt line and a window; the balloon takes one of them.
+    /// Every virtio device needs an interrupt line and a window; the balloon takes one of them,
+    /// disks and network interfaces share the rest.
     public static let maximumDrives = DeviceResourceAllocator.maximumDevices - 1
+
+    /// One guest NIC as the front ends give it.
+    public struct NetworkInterface: Sendable, Equatable {
+        /// Firecracker's `iface_id`: a PUT with the same id replaces it. None from the command line.
+        public var id: String?
+        public var options: NetDevice.Options
+
+        public init(id: String? = nil, options: NetDevice.Options) {
+            self.id = id
+            self.options = options
+        }
+    }
+
+    /// Adds a network interface, or replaces the one with the same id (Firecracker's PUT
+    /// /network-interfaces/{id}). Whether its tap can be opened is checked when the machine is built.
+    public mutating func putNetworkInterface(_ interface: NetworkInterface) throws(ResourcesError) {
+        let tap = interface.options.tap
+        guard !tap.isEmpty, tap.utf8.count < 16 else { throw .invalid("a tap name is 1 to 15 characters, not '\(tap)'") }
+        if let id = interface.id, id.isEmpty { throw .invalid("an iface_id is empty") }
+        let replaced = interface.id.flatMap { id in networkInterfaces.firstIndex { $0.id == id } }
+        let others = networkInterfaces.indices.filter { $0 != replaced }.map { networkInterfaces[$0] }
+        if others.contains(where: { $0.options.tap == tap }) { throw .invalid("tap '\(tap)' is given twice") }
+        if let mac = interface.options.mac, others.contains(where: { $0.options.mac == mac }) {
+            throw .invalid("MAC address \(mac) is given twice")
+        }
+        if let replaced {
+            networkInterfaces[replaced] = interface
+        } else {
+            guard drives.count + networkInterfaces.count < Self.maximumDrives else {
+                throw .invalid("at most \(Self.maximumDrives) disks and network interfaces in all")
+            }
+            networkInterfaces.append(interface)
+        }
+    }
 
     /// The disks in slot order: a root drive first, then the others in the order given.
     public var orderedDrives: [Drive] { drives.filter(\.isRoot) + drives.filter { !$0.isRoot } }
 
-    /// The virtio devices in slot order: the balloon (if any), then the disks.
+    /// The virtio devices in slot order: the balloon (if any), the disks, the network interfaces.
     public var devices: [VirtioDeviceConfiguration] {
         (balloonAsBuilt.map { [.balloon($0)] } ?? []) + orderedDrives.map { .block($0.options) }
+            + networkInterfaces.map { .net($0.options) }
     }
 
     /// The balloon, asking for statistics often enough for the reclaim policy when it is on.

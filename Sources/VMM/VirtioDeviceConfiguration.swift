@@ -5,9 +5,10 @@ import Virtio
 public enum VirtioDeviceConfiguration: Sendable, Equatable {
     case balloon(BalloonDevice.Options)
     case block(BlockDevice.Options)
+    case net(NetDevice.Options)
 
     /// Throws, in one line for the user, when what the device needs on the host cannot be had
-    /// (a disk image that is missing or locked).
+    /// (a disk image that is missing or locked, a tap that does not exist).
     func makeDevice() throws -> any VirtioDevice {
         switch self {
         case let .balloon(options):
@@ -16,6 +17,8 @@ public enum VirtioDeviceConfiguration: Sendable, Equatable {
             let disk = try BlockDevice(options: options)
             if let notice = disk.image.notice { report(notice) }
             return disk
+        case let .net(options):
+            return try NetDevice(options: options)
         }
     }
 }

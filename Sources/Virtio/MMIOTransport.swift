@@ -57,6 +57,8 @@ public final class VirtioMMIOTransport: BusDevice {
     public let offeredFeatures: UInt64
     /// How often the device wants `tick`; nil: never.
     public let tickInterval: Duration?
+    /// The device's host file descriptors (see `VirtioDevice.hostEventSources`).
+    public let hostEventSources: [Int32]
     private let memory: GuestMemory
     private let interrupt: @Sendable () -> Void
     private let onBroken: @Sendable (String) -> Void
@@ -77,6 +79,7 @@ public final class VirtioMMIOTransport: BusDevice {
         deviceID = device.deviceID
         offeredFeatures = device.offeredFeatures
         tickInterval = device.tickInterval
+        hostEventSources = device.hostEventSources
         let sizes = Work.queueMaximumSizes(of: device, features: device.offeredFeatures)
         registers = Mutex(Registers(queueMaximumSizes: sizes))
         work = Mutex(Work(device: device, queues: Array(repeating: nil, count: sizes.count)))
@@ -232,6 +235,16 @@ public final class VirtioMMIOTransport: BusDevice {
         performQueueWork { work throws(QueueError) -> Bool in
             guard work.isLive else { return false }
             return try work.device.tick(queues: &work.queues, memory: memory)
+        }
+    }
+
+    /// One of the device's host file descriptors became readable. The interrupt is due when any
+    /// queue the device used wants one (a NIC's receive queue, in practice).
+    public func hostEvent(source index: Int) {
+        performQueueWork { work throws(QueueError) -> Bool in
+            guard work.isLive else { return false }
+            let used = try work.device.hostEvent(source: index, queues: &work.queues, memory: memory)
+            return used && work.queues.contains { $0?.wantsInterrupt(memory: memory) ?? false }
         }
     }
 

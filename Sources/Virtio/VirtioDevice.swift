@@ -29,6 +29,11 @@ public protocol VirtioDevice: AnyObject {
     var tickInterval: Duration? { get }
     /// Timed work; same contract as `process`, for every active queue.
     func tick(queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool
+    /// Host file descriptors the device's thread waits on beside the queues (a tap), edge-triggered.
+    var hostEventSources: [Int32] { get }
+    /// Source `source` became readable: take from it until it would block or until the guest's
+    /// buffers run out (a queue notification then carries on). Same contract as `process`.
+    func hostEvent(source: Int, queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool
     /// The driver reset the device: forget everything negotiated.
     func reset()
 }
@@ -36,4 +41,6 @@ public protocol VirtioDevice: AnyObject {
 extension VirtioDevice {
     public var tickInterval: Duration? { nil }
     public func tick(queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool { false }
+    public var hostEventSources: [Int32] { [] }
+    public func hostEvent(source: Int, queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool { false }
 }

@@ -39,6 +39,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("A virtio-blk disk backed by a raw image: PATH[,readonly=on][,cache=none|writeback][,serial=ID]; repeatable, the first is /dev/vda. cache=none (default) is O_DIRECT, as QEMU's.", valueName: "disk"))
     var disk: [String] = []
 
+    @Option(help: ArgumentHelp("A virtio-net NIC on a host tap device: tap=NAME[,mac=MAC]; repeatable, the first is eth0. Create the tap first (ip tuntap add dev NAME mode tap).", valueName: "net"))
+    var net: [String] = []
+
     @Option(help: "A Firecracker-format JSON config file (boot-source, machine-config, balloon, drives); options given here override it. Without a balloon section there is no balloon.")
     var configFile: String?
 
@@ -148,6 +151,9 @@ struct Run: ParsableCommand {
         }
         for text in disk {
             do { _ = try parseDisk(text) } catch { throw ValidationError(error.description) }
+        }
+        for text in net {
+            do { _ = try parseNet(text) } catch { throw ValidationError(error.description) }
         }
     }
 
@@ -295,6 +301,7 @@ struct Run: ParsableCommand {
             try resources.setMachine(cpuCount: cpus, memoryBytes: memory.flatMap(parseSize) ?? (isDemo ? Demo.memoryBytes : nil))
             try resources.setBalloon(balloonOptions(from: resources.balloon))
             for text in disk { try resources.addDrive(parseDisk(text)) }
+            for text in net { try resources.putNetworkInterface(.init(options: parseNet(text))) }
         } catch let error as ValidationError {
             throw error
         } catch {
@@ -350,6 +357,12 @@ struct Run: ParsableCommand {
             let c = disk.counters
             var line = "disk '\(disk.path)': \(c.reads) reads (\(formatBytes(c.bytesRead))), \(c.writes) writes (\(formatBytes(c.bytesWritten))), \(c.flushes) flushes, \(c.discards) discards, \(c.writeZeroes) write-zeroes; \(c.ioErrors) answered IOERR, \(c.unsupported) UNSUPP"
             if let broken = disk.brokenReason { line += "; left needing a reset: \(broken)" }
+            report(line)
+        }
+        for nic in machine.networkInterfaces {
+            let c = nic.counters
+            var line = "net '\(nic.tap)': \(c.receivedFrames) frames received (\(formatBytes(c.receivedBytes))), \(c.sentFrames) sent (\(formatBytes(c.sentBytes))); \(c.malformedFrames) malformed and \(c.sendFailures) refused by the tap dropped, \(c.badReceiveChains) bad receive chains"
+            if let broken = nic.brokenReason { line += "; left needing a reset: \(broken)" }
             report(line)
         }
         guard let counters = machine.balloonCounters else { return }

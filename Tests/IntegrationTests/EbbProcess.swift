@@ -39,9 +39,15 @@ final class EbbProcess: @unchecked Sendable {
     private let output = Mutex<(stdout: Data, stderr: Data)>((Data(), Data()))
     private let input = Pipe()
 
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
-        process.executableURL = URL(fileURLWithPath: try ebbExecutable())
-        process.arguments = arguments
+    /// `launcher` runs ebb (e.g. `ip netns exec NAME`, which execs it: the pid stays ebb's).
+    init(_ arguments: [String], environment: [String: String] = [:], launcher: [String] = []) throws {
+        if let program = launcher.first {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = Array(launcher.dropFirst()) + [try ebbExecutable()] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: try ebbExecutable())
+            process.arguments = arguments
+        }
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
         process.environment = env

@@ -3,7 +3,7 @@
  * (default "hello"). Each prints its own lines after "scenario: <name>";
  * returning from run() means "done, power off". To add one, write a
  * function and add a row to the table. The virtio-balloon and virtio-blk
- * scenarios have their own tables, in balloon_scenarios.c and blk.c.
+ * scenarios have their own tables, in balloon_scenarios.c, blk.c and net.c.
  */
 #include "kernel.h"
 #include "io.h"
@@ -156,35 +156,38 @@ static const struct scenario scenarios[] = {
 	{ "keyboard", keyboard },
 };
 
+/* Every table of scenarios: a device's driver file adds its own here. */
+static const struct {
+	const struct scenario *list;
+	const size_t *count;
+} tables[] = {
+	{ scenarios, NULL },
+	{ balloon_scenarios, &balloon_scenario_count },
+	{ blk_scenarios, &blk_scenario_count },
+	{ net_scenarios, &net_scenario_count },
+};
+
+static size_t table_count(size_t t)
+{
+	return tables[t].count ? *tables[t].count : ARRAY_SIZE(scenarios);
+}
+
 void scenario_run(const struct kernel_state *k)
 {
 	char name[32] = "hello";
 	cmdline_get(k->boot->cmdline, "ebb.scenario", name, sizeof(name));
 	kprintf("scenario: %s\n", name);
-	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++) {
-		if (strcmp(scenarios[i].name, name) == 0) {
-			scenarios[i].run(k);
-			return;
-		}
-	}
-	for (size_t i = 0; i < balloon_scenario_count; i++) {
-		if (strcmp(balloon_scenarios[i].name, name) == 0) {
-			balloon_scenarios[i].run(k);
-			return;
-		}
-	}
-	for (size_t i = 0; i < blk_scenario_count; i++) {
-		if (strcmp(blk_scenarios[i].name, name) == 0) {
-			blk_scenarios[i].run(k);
-			return;
+	for (size_t t = 0; t < ARRAY_SIZE(tables); t++) {
+		for (size_t i = 0; i < table_count(t); i++) {
+			if (strcmp(tables[t].list[i].name, name) == 0) {
+				tables[t].list[i].run(k);
+				return;
+			}
 		}
 	}
 	kprintf("scenario: unknown, known ones:");
-	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
-		kprintf(" %s", scenarios[i].name);
-	for (size_t i = 0; i < balloon_scenario_count; i++)
-		kprintf(" %s", balloon_scenarios[i].name);
-	for (size_t i = 0; i < blk_scenario_count; i++)
-		kprintf(" %s", blk_scenarios[i].name);
+	for (size_t t = 0; t < ARRAY_SIZE(tables); t++)
+		for (size_t i = 0; i < table_count(t); i++)
+			kprintf(" %s", tables[t].list[i].name);
 	kprintf("\n");
 }

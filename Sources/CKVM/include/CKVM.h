@@ -18,6 +18,10 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <string.h>
+#include <sys/socket.h>
 
 static inline int ebb_ioctl_none(int fd, unsigned long request) { return ioctl(fd, request, 0); }
 static inline int ebb_ioctl_value(int fd, unsigned long request, unsigned long value) { return ioctl(fd, request, value); }
@@ -48,6 +52,11 @@ static inline int ebb_epoll_add(int epfd, int fd, uint64_t token) {
 }
 enum { EBB_EPOLL_BATCH = 16 };
 // Waits for up to EBB_EPOLL_BATCH readable sources; their tokens go to `tokens`.
+// Edge-triggered: reported once each time more data arrives (a tap), not while any is unread.
+static inline int ebb_epoll_add_edge(int epfd, int fd, uint64_t token) {
+    struct epoll_event event = { .events = EPOLLIN | EPOLLET, .data.u64 = token };
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
+}
 static inline int ebb_epoll_wait(int epfd, uint64_t tokens[EBB_EPOLL_BATCH], int timeout_ms) {
     struct epoll_event events[EBB_EPOLL_BATCH];
     int count = epoll_wait(epfd, events, EBB_EPOLL_BATCH, timeout_ms);
@@ -127,6 +136,44 @@ static inline int ebb_fallocate(int fd, int mode, long long offset, long long le
 static inline int ebb_lock_whole_file(int fd, int exclusive) {
     struct flock lock = { .l_type = exclusive ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
     return fcntl(fd, 37 /* F_OFD_SETLK */, &lock);
+}
+
+
+// Tap devices (Documentation/networking/tuntap.rst). struct ifreq holds a union Swift cannot
+// fill, so the calls that take one live here whole.
+static const unsigned int EBB_TUN_F_CSUM = TUN_F_CSUM;
+static const unsigned int EBB_TUN_F_TSO4 = TUN_F_TSO4;
+static const unsigned int EBB_TUN_F_TSO6 = TUN_F_TSO6;
+
+// Attaches `fd` (an open /dev/net/tun) to the tap `name`: a tap without packet information,
+// with a virtio-net header of `header_bytes` before each frame. 0, or -1 with errno (EBUSY: in
+// use by another process; EINVAL: `name` is not a tap; EPERM: not allowed).
+static inline int ebb_tap_attach(int fd, const char *name, int header_bytes) {
+    struct ifreq request;
+    memset(&request, 0, sizeof(request));
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    if (ioctl(fd, TUNSETIFF, &request) < 0) return -1;
+    return ioctl(fd, TUNSETVNETHDRSZ, &header_bytes);
+}
+
+// The offloads the tap may hand us in the header (TUN_F_*): 0, or -1 with errno.
+static inline int ebb_tap_set_offload(int fd, unsigned int offloads) {
+    return ioctl(fd, TUNSETOFFLOAD, (unsigned long)offloads);
+}
+
+// The MTU of interface `name`, or -1 with errno.
+static inline int ebb_interface_mtu(const char *name) {
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) return -1;
+    struct ifreq request;
+    memset(&request, 0, sizeof(request));
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    int result = ioctl(sock, SIOCGIFMTU, &request);
+    int saved = errno;
+    close(sock);
+    errno = saved;
+    return result < 0 ? -1 : request.ifr_mtu;
 }
 
 #endif
