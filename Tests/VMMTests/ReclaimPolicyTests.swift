@@ -252,6 +252,19 @@ struct ReclaimSimulation {
         #expect(simulation.policy.counters.squeezes == 0)
     }
 
+    @Test func aSmallCacheExcessStillLeavesTheFreePagesToBeSqueezedFor() {
+        // 6 MiB of cache above the floor (not worth a pass over 880 MiB free) beside 30 MiB of free
+        // pages the host still backs: those come back, the cache stays.
+        var guest = SimulatedGuest(coldCacheMiB: 14)
+        guest.residentFreeBytes = 30 * Self.mib
+        var simulation = ReclaimSimulation(guest)
+        simulation.run(for: .seconds(30))
+        #expect(simulation.policy.counters.squeezes == 1)
+        #expect(simulation.guest.residentFreeBytes < 8 * Self.mib, "resident free \(simulation.guest.residentFreeBytes / Self.mib) MiB")
+        #expect(simulation.guest.coldCacheBytes == 14 * Self.mib)
+        #expect(simulation.guest.balloonBytes == 0)
+    }
+
     @Test func tmpfsInTheCacheFigureIsNeverSqueezedFor() {
         // 200 MiB of tmpfs from boot on: the cache statistic counts it, no reclaim can drop it.
         var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 0, shmemMiB: 200))

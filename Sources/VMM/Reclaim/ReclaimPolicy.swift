@@ -271,7 +271,7 @@ public struct ReclaimPolicy: Sendable {
 
         let reclaimable = reclaimableCache(statistics)
         let excess = reclaimable > floorBytes ? reclaimable - floorBytes : 0
-        let cacheTake = freePagesOnly ? 0 : busy ? min(excess, settings.busyStepBytes) : excess
+        var cacheTake = freePagesOnly ? 0 : busy ? min(excess, settings.busyStepBytes) : excess
         let used = guestRAMBytes > statistics.freeBytes ? guestRAMBytes - statistics.freeBytes : 0
         let residentFree = now.residentBytes.map { $0 > used ? $0 - used : 0 } ?? 0
         // Every squeeze costs the guest a pass over its free memory (Linux zeroes what it
@@ -280,9 +280,11 @@ public struct ReclaimPolicy: Sendable {
         // A cache squeeze asks for all the free memory first, a free-pages one only for twice
         // what the host still backs (the guest's allocator hands out its per-CPU lists and its
         // smallest free fragments first: the recently freed, resident pages).
-        if cacheTake > 0 {
-            guard cacheTake + residentFree >= max(settings.minimumGainBytes, statistics.freeBytes / 16) else { return nil }
-        } else {
+        // A cache excess too small for that still leaves the free pages: squeezed for alone (the
+        // emulated host's idle guest kept 5 MiB of cache above the floor, and so 15 MiB of
+        // resident free memory for good).
+        if cacheTake > 0, cacheTake + residentFree < max(settings.minimumGainBytes, statistics.freeBytes / 16) { cacheTake = 0 }
+        if cacheTake == 0 {
             guard residentFree >= settings.minimumFreeGainBytes else { return nil }
         }
 
