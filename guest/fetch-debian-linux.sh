@@ -15,7 +15,7 @@
 #   EBB_CACHE            cache root (default $HOME/.cache/ebb)
 #   EBB_KERNEL_PACKAGE   meta package to follow (default linux-image-cloud-amd64)
 #   EBB_GUEST_MODULES    modules to put in the initramfs, with dependencies
-#                        (default "virtio virtio_ring virtio_mmio virtio_balloon virtio_blk ext4")
+#                        (default "virtio virtio_ring virtio_mmio virtio_balloon virtio_blk virtio_net ext4")
 #   EBB_INITRAMFS_INIT   the initramfs's /init (default guest/initramfs/init)
 #   EBB_CACHE_NAME       the folder under $EBB_CACHE (default debian-linux); another kernel
 #                        package or init for another purpose (scripts/svm-host) keeps its own
@@ -31,7 +31,7 @@ CACHE_ROOT=${EBB_CACHE:-${HOME:?HOME is not set}/.cache/ebb}/${EBB_CACHE_NAME:-d
 shopt -s nullglob
 PROGRAM_SRCS=("$SCRIPT_DIR"/initramfs/*.c)
 shopt -u nullglob
-read -r -a WANT_MODULES <<<"${EBB_GUEST_MODULES:-virtio virtio_ring virtio_mmio virtio_balloon virtio_blk ext4}"
+read -r -a WANT_MODULES <<<"${EBB_GUEST_MODULES:-virtio virtio_ring virtio_mmio virtio_balloon virtio_blk virtio_net ext4}"
 # Bump when the layout or content of the outputs changes, to force a rebuild.
 FORMAT=1
 

@@ -341,3 +341,53 @@ def compare_vmms(prog, commands, run_once, keys, labels, runs, attempts=2, detai
 def figure(result, key, digits=1):
     value = result.get(key)
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def run_net(argv, server, timeout_s=300, echo=None):
+    """The net scenario once (ebb.scenario=net): the VMM (`argv`, started in the namespace of
+    `server`, net_host.Namespace.serve's process) gives the guest a NIC on the namespace's tap.
+    Figures:
+      ping-received   of 5 echo requests to the host, after one to warm the path
+      rtt-ms          their average round trip, as busybox ping prints it
+      rx-ok / tx-ok   1 when what arrived has the SHA-256 of what was sent (GET /blob to the guest,
+                      POST /upload from it), else 0
+      rx-mbps / tx-mbps  megabits per second of each transfer, as the host's server timed it"""
+    import threading
+
+    from net_host import parse_line
+    run, result, stage = start_run(argv, echo)
+    host_lines = []
+
+    def read_server():
+        for line in server.stdout:
+            host_lines.append(line.strip())
+            if echo:
+                echo(line.rstrip())
+    reader = threading.Thread(target=read_server, daemon=True)
+    reader.start()
+    done = stage("net: done", timeout_s)
+    status, killed = run.finish(60 if done else 5)
+    result.update(status=status, killed=killed, output=run.text())
+    server.terminate()
+    server.wait()
+    reader.join(5)
+    if not done:
+        return result
+    ping = run.first("net: ping")
+    if ping:
+        received = re.search(r"(\d+) packets received", ping[1])
+        rtt = re.search(r"min/avg/max = [\d.]+/([\d.]+)/", ping[1])
+        result["ping-received"] = int(received.group(1)) if received else 0
+        result["rtt-ms"] = float(rtt.group(1)) if rtt else None
+    blob = next((parse_line(line) for line in host_lines if line.startswith("net-host: blob")), None)
+    upload = next((parse_line(line) for line in host_lines if line.startswith("net-host: upload")), None)
+    rx = run.first("net: rx bytes=")
+    tx = run.first("net: tx-file")
+    guest_rx = dict(part.split("=", 1) for part in rx[1].split()[2:]) if rx else {}
+    guest_tx = dict(part.split("=", 1) for part in tx[1].split()[2:]) if tx else {}
+    result["rx-ok"] = int(bool(blob and guest_rx.get("sha256") == blob.get("sha256") and guest_rx.get("bytes") == blob.get("bytes")))
+    result["tx-ok"] = int(bool(upload and guest_tx.get("sha256") == upload.get("sha256") and guest_tx.get("bytes") == upload.get("bytes")))
+    for key, transfer in (("rx-mbps", blob), ("tx-mbps", upload)):
+        if transfer and float(transfer.get("seconds", 0)) > 0:
+            result[key] = int(transfer["bytes"]) * 8 / float(transfer["seconds"]) / 1e6
+    return result
