@@ -13,6 +13,8 @@ public protocol MachineControl: Sendable {
     var reclaimStatus: ReclaimStatus? { get }
     /// The disks in slot order, for the metrics.
     var disks: [DiskStatus] { get }
+    /// The network interfaces in slot order, for the metrics.
+    var networkInterfaces: [NetworkInterfaceStatus] { get }
     func setBalloonTarget(bytes: UInt64)
     /// PATCH /vm: the vCPUs stopped between two exits, and going again.
     var isPaused: Bool { get }
@@ -135,7 +137,6 @@ public struct APIRoutes: Sendable {
         ("/vsock", "vsock devices"), ("/mmds", "the microVM metadata service (MMDS)"),
         ("/snapshot", "snapshots"), ("/cpu-config", "custom CPU templates"), ("/entropy", "virtio-rng (entropy)"),
         ("/pmem", "virtio-pmem"), ("/hotplug", "memory hotplug"), ("/serial", "serial output redirection"),
-        ("/network-interfaces", "network interfaces"),
     ]
 
     struct Version: Encodable {
@@ -168,8 +169,11 @@ public struct APIRoutes: Sendable {
             let (cpus, memory) = control.machine.map { ($0.configuration.cpuCount, $0.configuration.memoryBytes) }
                 ?? (control.resources.cpuCount, control.resources.memoryBytes)
             return .json(MachineConfig(vcpuCount: cpus, memSizeMib: memory / Self.mebibyte, smt: false, trackDirtyPages: false))
-        case ("PUT", "/machine-config"), ("PATCH", "/machine-config") where control.phase == .configuring:
-            // Before the start, through the same setters as the command line and the config file.
+        case ("PUT", "/machine-config"):
+            // Before the start, through the same setters as the command line and the config file
+            // (after it, `configure` answers Firecracker's phase message).
+            return configure(MachineConfigBody.self, body) { $0.apply(to:) }
+        case ("PATCH", "/machine-config") where control.phase == .configuring:
             return configure(MachineConfigBody.self, body) { $0.apply(to:) }
         case ("PUT", "/boot-source") where control.phase == .configuring:
             return configure(BootSourceBody.self, body) { $0.apply(to:) }
@@ -188,6 +192,18 @@ public struct APIRoutes: Sendable {
             return action(body)
         case ("PATCH", _) where path.hasPrefix(Self.drivesPrefix):
             return .error(400, "Ebb cannot change a drive's backing file or rate limiter (PATCH \(path)); give the drive before the start")
+        case ("PATCH", _) where path.hasPrefix(Self.networkInterfacesPrefix):
+            return .error(400, "Ebb has no rate limiters to change (PATCH \(path))")
+        case ("PUT", _) where path.hasPrefix(Self.networkInterfacesPrefix):
+            // After the start, `configure` answers Firecracker's phase message.
+            let id = String(path.dropFirst(Self.networkInterfacesPrefix.count))
+            guard !id.isEmpty, !id.contains("/") else { return .error(404, "no such resource: \(path)") }
+            return configure(NetworkInterfaceBody.self, body) { interface in
+                { (resources: inout MachineResources) throws(ResourcesError) in
+                    guard interface.ifaceId == id else { throw .invalid("the body's iface_id '\(interface.ifaceId)' is not the path's '\(id)'") }
+                    try interface.apply(to: &resources)
+                }
+            }
         case ("PUT", _) where path.hasPrefix(Self.drivesPrefix) && control.phase == .configuring:
             let id = String(path.dropFirst(Self.drivesPrefix.count))
             guard !id.isEmpty, !id.contains("/") else { return .error(404, "no such resource: \(path)") }
@@ -228,6 +244,7 @@ public struct APIRoutes: Sendable {
         }
     }
     static let drivesPrefix = "/drives/"
+    static let networkInterfacesPrefix = "/network-interfaces/"
 
     /// Decodes a pre-boot body and applies it to the resources: 204, or 400 saying why.
     private func configure<Body: Decodable>(_ type: Body.Type, _ bytes: [UInt8],

@@ -215,6 +215,40 @@ public struct DriveBody: Decodable, Equatable {
     }
 }
 
+/// PUT /network-interfaces/{iface_id}; "network-interfaces" in a config file.
+public struct NetworkInterfaceBody: Decodable, Equatable {
+    public var ifaceId: String
+    public var hostDevName: String
+    public var guestMac: String?
+    public var hasRateLimiter: Bool
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case ifaceId = "iface_id", hostDevName = "host_dev_name", guestMac = "guest_mac"
+        case rxRateLimiter = "rx_rate_limiter", txRateLimiter = "tx_rate_limiter"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        ifaceId = try container.decode(String.self, forKey: .ifaceId)
+        hostDevName = try container.decode(String.self, forKey: .hostDevName)
+        guestMac = try container.decodeIfPresent(String.self, forKey: .guestMac)
+        hasRateLimiter = [CodingKeys.rxRateLimiter, .txRateLimiter].contains { key in
+            container.contains(key) && (try? container.decodeNil(forKey: key)) != true
+        }
+    }
+
+    public func apply(to resources: inout MachineResources) throws(ResourcesError) {
+        if hasRateLimiter { throw .invalid("network interface '\(ifaceId)': rate limiters are not supported") }
+        var mac: MACAddress?
+        if let guestMac {
+            guard let address = MACAddress(guestMac) else { throw .invalid("network interface '\(ifaceId)': guest_mac '\(guestMac)' is not a unicast MAC address") }
+            mac = address
+        }
+        try resources.putNetworkInterface(.init(id: ifaceId, options: NetDevice.Options(tap: hostDevName, mac: mac)))
+    }
+}
+
 /// PUT /actions.
 public struct ActionBody: Decodable, Equatable {
     public var actionType: String
@@ -233,6 +267,7 @@ public struct ConfigFile: Decodable {
     public var machineConfig: MachineConfigBody?
     public var balloon: BalloonBody?
     public var drives: [DriveBody]
+    public var networkInterfaces: [NetworkInterfaceBody]
     /// Not the machine's: the front end opens them (`Observability`).
     public var logger: LoggerBody?
     public var metrics: MetricsBody?
@@ -261,9 +296,10 @@ public struct ConfigFile: Decodable {
         machineConfig = try container.decodeIfPresent(MachineConfigBody.self, forKey: .machineConfig)
         balloon = try container.decodeIfPresent(BalloonBody.self, forKey: .balloon)
         drives = try container.decodeIfPresent([DriveBody].self, forKey: .drives) ?? []
+        networkInterfaces = try container.decodeIfPresent([NetworkInterfaceBody].self, forKey: .networkInterfaces) ?? []
         logger = try container.decodeIfPresent(LoggerBody.self, forKey: .logger)
         metrics = try container.decodeIfPresent(MetricsBody.self, forKey: .metrics)
-        let sections: [CodingKeys] = [.networkInterfaces, .vsock, .mmdsConfig, .entropy, .cpuConfig]
+        let sections: [CodingKeys] = [.vsock, .mmdsConfig, .entropy, .cpuConfig]
         for key in sections where container.contains(key) {
             if try container.decode(Present.self, forKey: key).isEmpty == false { unsupported.append(key.stringValue) }
         }
@@ -275,12 +311,14 @@ public struct ConfigFile: Decodable {
         return try decodeBody(ConfigFile.self, from: Array(data))
     }
 
-    /// Applies every section, in Firecracker's order: machine, balloon, drives, then boot source.
+    /// Applies every section, in Firecracker's order: machine, balloon, drives, network
+    /// interfaces, then boot source.
     public func apply(to resources: inout MachineResources) throws(ResourcesError) {
         if let first = unsupported.first { throw .invalid("'\(first)' is not supported by Ebb yet") }
         try machineConfig?.apply(to: &resources)
         if let balloon { try balloon.apply(to: &resources) } else { try resources.setBalloon(nil) }
         for drive in drives { try drive.apply(to: &resources) }
+        for interface in networkInterfaces { try interface.apply(to: &resources) }
         try bootSource.apply(to: &resources)
     }
 }

@@ -41,6 +41,10 @@ struct VMConfigResponse: Encodable {
             case partuuid, cacheType = "cache_type", ioEngine = "io_engine"
         }
     }
+    struct NetworkInterface: Encodable {
+        let ifaceId: String, hostDevName: String, guestMac: String?
+        enum CodingKeys: String, CodingKey { case ifaceId = "iface_id", hostDevName = "host_dev_name", guestMac = "guest_mac" }
+    }
     struct Logger: Encodable {
         let logPath: String, level: String, showLevel: Bool, showLogOrigin: Bool
         enum CodingKeys: String, CodingKey { case logPath = "log_path", level, showLevel = "show_level", showLogOrigin = "show_log_origin" }
@@ -83,7 +87,11 @@ struct VMConfigResponse: Encodable {
                                            trackDirtyPages: false, hugePages: resources.hugePages ? "2M" : "None"), forKey: .machineConfig)
         if let metricsPath { try container.encode(Metrics(metricsPath: metricsPath), forKey: .metrics) } else { try container.encodeNil(forKey: .metrics) }
         try container.encodeNil(forKey: .mmdsConfig)
-        try container.encode([String](), forKey: .networkInterfaces)
+        // Interfaces of the command line have no iface_id: they are named as the guest sees them.
+        let interfaces = resources.networkInterfaces.enumerated().map { index, interface in
+            NetworkInterface(ifaceId: interface.id ?? "eth\(index)", hostDevName: interface.options.tap, guestMac: interface.options.mac?.description)
+        }
+        try container.encode(interfaces, forKey: .networkInterfaces)
         try container.encodeNil(forKey: .vsock)
         try container.encodeNil(forKey: .entropy)
     }

@@ -35,6 +35,8 @@ public struct SplitQueue: Sendable {
         static let indirect: UInt16 = 4
         /// VIRTQ_AVAIL_F_NO_INTERRUPT
         static let noInterrupt: UInt16 = 1
+        /// VIRTQ_USED_F_NO_NOTIFY
+        static let noNotify: UInt16 = 1
     }
     static let descriptorBytes: UInt64 = 16
     /// A chain's buffers may not add up to more than this (virtio 1.2, 2.7.5: 2^32).
@@ -115,6 +117,15 @@ public struct SplitQueue: Sendable {
         atomicMemoryFence(ordering: .releasing)
         nextUsed &+= 1
         try store(nextUsed, usedRing, offset: 2, memory: memory)
+    }
+
+    /// Sets or clears VIRTQ_USED_F_NO_NOTIFY: while a device drains a queue, the driver's
+    /// notifications (each an exit) tell it nothing new. After clearing it the device must look
+    /// at the ring once more: a chain made available before the driver saw the flag clear sends
+    /// no notification. A full fence orders the flag before that look.
+    public func setNotifications(enabled: Bool, memory: GuestMemory) {
+        try? store(enabled ? 0 : Flag.noNotify, usedRing, offset: 0, memory: memory)
+        if enabled { atomicMemoryFence(ordering: .sequentiallyConsistent) }
     }
 
     /// False when the driver set VIRTQ_AVAIL_F_NO_INTERRUPT.

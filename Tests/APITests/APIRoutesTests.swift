@@ -18,6 +18,7 @@ final class FakeBalloon: MachineControl, Sendable {
     var balloonActualBytes: UInt64? { 8 << 20 }
     var reclaimStatus: ReclaimStatus? { nil }
     var disks: [DiskStatus] { [] }
+    var networkInterfaces: [NetworkInterfaceStatus] { [] }
     private let paused = Mutex(false)
     var isPaused: Bool { paused.withLock { $0 } }
     func pause() throws(PauseError) { paused.withLock { $0 = true } }
@@ -114,7 +115,7 @@ final class FakeBalloon: MachineControl, Sendable {
     @Test func endpointsOfFeaturesEbbLacksAreRefusedByName() {
         for (method, path, feature) in [("PUT", "/vsock", "vsock"), ("PUT", "/mmds/config", "MMDS"), ("GET", "/mmds", "MMDS"),
                                         ("PUT", "/snapshot/create", "snapshots"), ("PUT", "/cpu-config", "CPU templates"),
-                                        ("PUT", "/entropy", "entropy"), ("PUT", "/network-interfaces/eth0", "network interfaces"),
+                                        ("PUT", "/entropy", "entropy"),
                                         ("PUT", "/serial", "serial")] {
             let response = routes.handle(method: method, path: path, body: Array("{}".utf8))
             #expect(response.status == 400, "\(method) \(path)")

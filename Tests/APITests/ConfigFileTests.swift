@@ -46,8 +46,17 @@ import VMM
         #expect(throws: BodyError("field 'machine-config.vcpu_count' has the wrong type")) {
             try resources(#"{"boot-source": {"kernel_image_path": "/k"}, "machine-config": {"vcpu_count": "two"}}"#)
         }
-        #expect(throws: ResourcesError.invalid("'network-interfaces' is not supported by Ebb yet")) {
+        #expect(throws: ResourcesError.invalid("'vsock' is not supported by Ebb yet")) {
+            try resources(#"{"boot-source": {"kernel_image_path": "/k"}, "vsock": {"guest_cid": 3, "uds_path": "/v"}}"#)
+        }
+        #expect(throws: BodyError("missing field 'network-interfaces.Index 0.host_dev_name'")) {
             try resources(#"{"boot-source": {"kernel_image_path": "/k"}, "network-interfaces": [{"iface_id": "eth0"}]}"#)
+        }
+        #expect(throws: ResourcesError.invalid("network interface 'eth0': rate limiters are not supported")) {
+            try resources(#"{"boot-source": {"kernel_image_path": "/k"}, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1}}}]}"#)
+        }
+        #expect(throws: ResourcesError.invalid("network interface 'eth0': guest_mac 'nope' is not a unicast MAC address")) {
+            try resources(#"{"boot-source": {"kernel_image_path": "/k"}, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "nope"}]}"#)
         }
         #expect(throws: BodyError("missing field 'drives.Index 0.is_root_device'")) {
             try resources(#"{"boot-source": {"kernel_image_path": "/k"}, "drives": [{"drive_id": "root"}]}"#)

@@ -40,6 +40,27 @@ import VMM
         #expect(put("/drives/", #"{}"#).status == 404)
     }
 
+    /// PUT /network-interfaces/{id} before the start adds a NIC; the same id replaces it; GET
+    /// /vm/config shows it as Firecracker's NetworkInterface.
+    @Test func networkInterfacesArePutBeforeTheStart() {
+        let control = ControlPlane(resources: MachineResources())
+        let routes = APIRoutes(control: control)
+        let put = { (path: String, body: String) in routes.handle(method: "PUT", path: path, body: Array(body.utf8)) }
+        #expect(put("/network-interfaces/eth0", #"{"iface_id": "eth0", "host_dev_name": "tap0"}"#) == .noContent)
+        #expect(put("/network-interfaces/eth0", #"{"iface_id": "eth0", "host_dev_name": "tap1", "guest_mac": "06:00:0a:00:02:0f"}"#) == .noContent)
+        #expect(control.resources.networkInterfaces.map(\.options.tap) == ["tap1"])
+        let config = routes.handle(method: "GET", path: "/vm/config", body: []).body
+        #expect(config.contains(#""network-interfaces":[{"guest_mac":"06:00:0a:00:02:0f","host_dev_name":"tap1","iface_id":"eth0"}]"#), "\(config)")
+        let mismatch = put("/network-interfaces/eth1", #"{"iface_id": "eth0", "host_dev_name": "tap2"}"#)
+        #expect(mismatch.status == 400 && mismatch.body.contains("is not the path's 'eth1'"), "\(mismatch.body)")
+        let twice = put("/network-interfaces/eth1", #"{"iface_id": "eth1", "host_dev_name": "tap1"}"#)
+        #expect(twice.status == 400 && twice.body.contains("tap 'tap1' is given twice"), "\(twice.body)")
+        let unknown = put("/network-interfaces/eth1", #"{"iface_id": "eth1", "host_dev_name": "tap2", "mtu": 9000}"#)
+        #expect(unknown.status == 400 && unknown.body.contains("unknown field 'mtu'"), "\(unknown.body)")
+        let patch = routes.handle(method: "PATCH", path: "/network-interfaces/eth0", body: Array("{}".utf8))
+        #expect(patch.status == 400 && patch.body.contains("rate limiters"), "\(patch.body)")
+    }
+
     @Test func aStartIsHandedToTheThreadThatBuildsTheMachine() throws {
         let control = ControlPlane(resources: MachineResources())
         // Not complete yet: no kernel.

@@ -139,3 +139,43 @@ struct NetDeviceTests {
         #expect(first.finish(seconds: 60).status == 0)
     }
 }
+
+/// The NIC as Firecracker's clients give it: PUT /network-interfaces/{iface_id} before
+/// InstanceStart, in firecracker-go-sdk's order, and the guest on the tap answers.
+@Suite(.enabled(if: kvmAvailable, kvmSkipReason), .serialized)
+struct NetworkInterfaceAPITests {
+    @Test func aNICPutOverTheAPIIsTheGuests() throws {
+        try requireTestKernel()
+        let namespace = try NetworkNamespace("api")
+        let scratch = try DiskScratch("net-api")
+        let socket = scratch.directory.appendingPathComponent("api.sock").path
+        let metrics = scratch.directory.appendingPathComponent("metrics.json").path
+        let ebb = try EbbProcess(["--api-sock", socket, "--id", "net-vm"], launcher: namespace.launcher)
+        for _ in 0..<300 where !FileManager.default.fileExists(atPath: socket) { Thread.sleep(forTimeInterval: 0.05) }
+        let requests: [(String, String, String)] = [
+            ("PUT", "/metrics", #"{"metrics_path": "\#(metrics)"}"#),
+            ("PUT", "/machine-config", #"{"vcpu_count": 1, "mem_size_mib": 256}"#),
+            ("PUT", "/boot-source", #"{"kernel_image_path": "\#(testKernelELF)", "boot_args": "ebb.scenario=net-echo ebb.ip=\#(NetworkNamespace.guestIP)"}"#),
+            ("PUT", "/network-interfaces/eth0", #"{"iface_id": "eth0", "host_dev_name": "\#(namespace.tap)", "guest_mac": "\#(NetworkNamespace.guestMAC)"}"#),
+            ("PUT", "/actions", #"{"action_type": "InstanceStart"}"#),
+        ]
+        for (method, path, body) in requests {
+            let answer = try unixHTTP(socket, method, path, body: body)
+            #expect(answer.status == 204, "\(method) \(path): \(answer.status) \(answer.body)")
+        }
+        #expect(ebb.wait(seconds: 120) { $0.contains("net: ready") }, "\(ebb.stdout.suffix(2000)) \(ebb.stderr)")
+        let config = try unixHTTP(socket, "GET", "/vm/config")
+        #expect(config.body.contains(#""host_dev_name":"\#(namespace.tap)","iface_id":"eth0""#), "\(config.body)")
+        let late = try unixHTTP(socket, "PUT", "/network-interfaces/eth1", body: #"{"iface_id": "eth1", "host_dev_name": "tap9"}"#)
+        #expect(late.status == 400 && late.body.contains("not supported after starting the microVM"), "\(late.body)")
+        let peer = try namespace.peer(["--stop"])
+        let result = ebb.finish(seconds: 60)
+        #expect(peer.contains("net-peer: arp answered, guest \(NetworkNamespace.guestMAC)"), "\(peer)")
+        #expect(result.status == 0, "\(result.stderr)")
+        let line = (try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? ""
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        let eth0 = object?["net_eth0"] as? [String: Int]
+        #expect((eth0?["rx_packets_count"] ?? 0) >= 1 && (eth0?["tx_packets_count"] ?? 0) >= 1, "\(line)")
+        #expect(object?["net"] != nil, "\(line)")
+    }
+}

@@ -52,7 +52,7 @@ struct MetricsLine: Encodable {
 
 extension MetricsLine {
     /// The families from what the control plane sees now: the API's counters always, the
-    /// balloon's, the disks' and the agentless reclaim's once the machine runs.
+    /// balloon's, the disks', the NICs' and the agentless reclaim's once the machine runs.
     static func gather(control: ControlPlane, requests: APIRequestCounters, failedMetrics: UInt64) -> MetricsLine {
         var families: [Family] = []
         let machine = control.machine
@@ -78,6 +78,21 @@ extension MetricsLine {
         }
         families += perDrive
         families.append(("block", blockValues(total)))
+        let interfaces = machine?.networkInterfaces ?? []
+        if !interfaces.isEmpty {
+            let ids = control.resources.networkInterfaces.map(\.id)
+            var total = NetDevice.Counters()
+            for (index, interface) in interfaces.enumerated() {
+                let c = interface.counters
+                total.receivedFrames += c.receivedFrames; total.receivedBytes += c.receivedBytes
+                total.sentFrames += c.sentFrames; total.sentBytes += c.sentBytes
+                total.malformedFrames += c.malformedFrames; total.sendFailures += c.sendFailures
+                total.badReceiveChains += c.badReceiveChains; total.receiveFailures += c.receiveFailures
+                let name = (index < ids.count ? ids[index] : nil) ?? "eth\(index)"
+                families.append(("net_\(name)", netValues(c)))
+            }
+            families.append(("net", netValues(total)))
+        }
         families += requests.snapshot.map { ($0.family, $0.values) }
         families.append(("logger", [("missed_metrics_count", 0), ("metrics_fails", failedMetrics),
                                     ("missed_log_count", Log.missedLines), ("rate_limited_log_count", 0)]))
@@ -91,6 +106,13 @@ extension MetricsLine {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return MetricsLine(timestampMilliseconds: UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec / 1_000_000), families: families)
+    }
+
+    /// Firecracker's net metrics that Ebb's counters answer.
+    private static func netValues(_ c: NetDevice.Counters) -> [(String, UInt64)] {
+        [("rx_packets_count", c.receivedFrames), ("rx_bytes_count", c.receivedBytes), ("rx_fails", c.receiveFailures + c.badReceiveChains),
+         ("tx_packets_count", c.sentFrames), ("tx_bytes_count", c.sentBytes), ("tx_fails", c.sendFailures),
+         ("tx_malformed_frames", c.malformedFrames)]
     }
 
     /// Firecracker's block metrics that Ebb's counters answer.

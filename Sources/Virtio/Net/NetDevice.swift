@@ -194,14 +194,26 @@ public final class NetDevice: VirtioDevice {
 
     // MARK: Transmitting
 
+    /// Everything the driver queued, without its notifications while the queue drains (as QEMU's
+    /// transmit does: a guest sending a burst would exit once per frame otherwise).
     private func transmit(_ queue: inout SplitQueue, memory: GuestMemory) throws(QueueError) -> Bool {
         var used = false
-        while let chain = try queue.popChain(memory: memory) {
+        queue.setNotifications(enabled: false, memory: memory)
+        defer { queue.setNotifications(enabled: true, memory: memory) }
+        while true {
+            while let chain = try queue.popChain(memory: memory) {
+                send(chain, memory: memory)
+                try queue.pushUsed(head: chain.head, length: 0, memory: memory)
+                used = true
+            }
+            // Notifications on again, then one more look: what came meanwhile sent none.
+            queue.setNotifications(enabled: true, memory: memory)
+            guard let chain = try queue.popChain(memory: memory) else { return used }
+            queue.setNotifications(enabled: false, memory: memory)
             send(chain, memory: memory)
             try queue.pushUsed(head: chain.head, length: 0, memory: memory)
             used = true
         }
-        return used
     }
 
     /// One frame to the tap, its header copied out and checked first; a bad one is dropped.
