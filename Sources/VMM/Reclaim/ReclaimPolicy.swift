@@ -85,7 +85,7 @@ public struct ReclaimPolicy: Sendable {
     }
 
     /// After a release, the next decision comes this soon (given fresh figures by then).
-    static let settleAfterRelease: Duration = .seconds(2)
+    static let settleAfterRelease: Duration = .seconds(1)
     /// A squeeze goes in stages, each sized from fresh figures; this many at most.
     static let maximumStages = 4
     /// A stage that would take less cache than this ends the squeeze.
