@@ -30,7 +30,14 @@ final class NetworkNamespace {
 
     /// Runs a program to its end; throws with what it printed unless it exits 0.
     @discardableResult
-    static func run(_ program: String, _ arguments: [String], seconds: Double = 60) throws -> String {
+    static func run(_ program: String, _ arguments: [String]) throws -> String {
+        let (status, output) = try outcome(program, arguments)
+        guard status == 0 else { throw TestFailure("\(program) \(arguments.joined(separator: " ")): exit \(status): \(output)") }
+        return output
+    }
+
+    /// A program's exit status and everything it printed (stdout and stderr together).
+    static func outcome(_ program: String, _ arguments: [String]) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: program)
         process.arguments = arguments
@@ -40,25 +47,13 @@ final class NetworkNamespace {
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestFailure("\(program) \(arguments.joined(separator: " ")): exit \(process.terminationStatus): \(output)")
-        }
-        return output
+        return (process.terminationStatus, output)
     }
 
     /// scripts/lib/net_peer.py in the namespace; its output, whatever its exit status.
     func peer(_ options: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        process.arguments = ["netns", "exec", name, "python3", packageRoot.appendingPathComponent("scripts/lib/net_peer.py").path,
-                             tap, Self.guestIP, "--host-ip", Self.hostIP] + options
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return output
+        try Self.outcome("/usr/sbin/ip", ["netns", "exec", name, "python3", packageRoot.appendingPathComponent("scripts/lib/net_peer.py").path,
+                                          tap, Self.guestIP, "--host-ip", Self.hostIP] + options).1
     }
 }
 
