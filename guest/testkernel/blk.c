@@ -73,24 +73,12 @@ static bool blk_init(void)
 		kprintf("blk: timeout waiting for reset (status 0x%x)\n", virtio_get_status(&D));
 		return false;
 	}
-	virtio_add_status(&D, VIRTIO_STATUS_ACKNOWLEDGE);
-	virtio_add_status(&D, VIRTIO_STATUS_DRIVER);
-	uint64_t offered = virtio_read_device_features(&D);
 	uint64_t want = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
 			(1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_FLUSH) |
 			(1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
-	if (!(offered & (1ull << VIRTIO_F_VERSION_1))) {
-		kprintf("blk: features 0x%lx without VERSION_1: refused\n", offered);
-		virtio_add_status(&D, VIRTIO_STATUS_FAILED);
+	features = virtio_negotiate(&D, want, "blk");
+	if (!features)
 		return false;
-	}
-	features = offered & want;
-	virtio_write_driver_features(&D, features);
-	virtio_add_status(&D, VIRTIO_STATUS_FEATURES_OK);
-	if (!(virtio_get_status(&D) & VIRTIO_STATUS_FEATURES_OK)) {
-		kprintf("blk: device refused features 0x%lx\n", features);
-		return false;
-	}
 	capacity = (uint64_t)virtio_config_read32(&D, 0) | ((uint64_t)virtio_config_read32(&D, 4) << 32);
 	if (!virtq_setup(&D, &Q, 0, VIRTQ_MAX_SIZE, (uint64_t)(uintptr_t)queue_page, 0)) {
 		kprintf("blk: queue 0 not set up (QueueNumMax %u)\n", Q.num_max);

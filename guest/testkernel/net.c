@@ -74,23 +74,11 @@ static bool net_init(void)
 		kprintf("net: timeout waiting for reset (status 0x%x)\n", virtio_get_status(&D));
 		return false;
 	}
-	virtio_add_status(&D, VIRTIO_STATUS_ACKNOWLEDGE);
-	virtio_add_status(&D, VIRTIO_STATUS_DRIVER);
-	uint64_t offered = virtio_read_device_features(&D);
 	uint64_t want = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MTU) | (1ull << VIRTIO_NET_F_MAC) |
 			(1ull << VIRTIO_NET_F_MRG_RXBUF) | (1ull << VIRTIO_NET_F_STATUS);
-	if (!(offered & (1ull << VIRTIO_F_VERSION_1))) {
-		kprintf("net: features 0x%lx without VERSION_1: refused\n", offered);
-		virtio_add_status(&D, VIRTIO_STATUS_FAILED);
+	features = virtio_negotiate(&D, want, "net");
+	if (!features)
 		return false;
-	}
-	features = offered & want;
-	virtio_write_driver_features(&D, features);
-	virtio_add_status(&D, VIRTIO_STATUS_FEATURES_OK);
-	if (!(virtio_get_status(&D) & VIRTIO_STATUS_FEATURES_OK)) {
-		kprintf("net: device refused features 0x%lx\n", features);
-		return false;
-	}
 	if (features & (1ull << VIRTIO_NET_F_MAC)) {
 		uint32_t lo = virtio_config_read32(&D, 0), hi = virtio_config_read32(&D, 4);
 		for (int i = 0; i < 4; i++)

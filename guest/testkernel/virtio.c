@@ -98,6 +98,26 @@ uint64_t virtio_read_device_features(struct virtio_mmio *d)
 	return f;
 }
 
+uint64_t virtio_negotiate(struct virtio_mmio *d, uint64_t want, const char *tag)
+{
+	virtio_add_status(d, VIRTIO_STATUS_ACKNOWLEDGE);
+	virtio_add_status(d, VIRTIO_STATUS_DRIVER);
+	uint64_t offered = virtio_read_device_features(d);
+	if (!(offered & (1ull << VIRTIO_F_VERSION_1))) {
+		kprintf("%s: features 0x%lx without VERSION_1: refused\n", tag, offered);
+		virtio_add_status(d, VIRTIO_STATUS_FAILED);
+		return 0;
+	}
+	uint64_t features = offered & want;
+	virtio_write_driver_features(d, features);
+	virtio_add_status(d, VIRTIO_STATUS_FEATURES_OK);
+	if (!(virtio_get_status(d) & VIRTIO_STATUS_FEATURES_OK)) {
+		kprintf("%s: device refused features 0x%lx\n", tag, features);
+		return 0;
+	}
+	return features;
+}
+
 void virtio_write_driver_features(struct virtio_mmio *d, uint64_t features)
 {
 	vm_write32(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);

@@ -126,6 +126,12 @@ bool virtio_reset(const struct virtio_mmio *d, uint64_t budget_cycles);
 uint32_t virtio_get_status(const struct virtio_mmio *d);
 void virtio_add_status(const struct virtio_mmio *d, uint32_t bits);
 uint64_t virtio_read_device_features(struct virtio_mmio *d);
+/*
+ * After a reset: ACKNOWLEDGE, DRIVER, the device's features (VERSION_1 required, else FAILED),
+ * the offered ones of `want` written back and FEATURES_OK checked. Returns the negotiated
+ * features, or 0 after saying why on a line starting with `tag`.
+ */
+uint64_t virtio_negotiate(struct virtio_mmio *d, uint64_t want, const char *tag);
 void virtio_write_driver_features(struct virtio_mmio *d, uint64_t features);
 /*
  * Set up queue `index` in the page at `mem`, Linux's vm_setup_vq order:
