@@ -270,12 +270,16 @@ def run_idle_reclaim(argv, memory_mib, timeout_s=300, echo=None):
       cached-mib         the guest's Buffers + Cached - Shmem then
       t90-s              from the end of the reads to the first sample at or below 90% of the fall
                          to the hold's lowest RSS; none when RSS fell by less than 32 MiB
+      settle-s           how long after the hold the guest waited for a squeeze in progress to
+                         end (its balloon back to empty) before reading its figures
+      balloon-mib        what its balloon still held then (0 unless the wait gave up)
       hot-majflt         major faults mapping and reading /hot again after the hold
       oom-lines          kernel log lines about the OOM killer"""
     run, result, stage = start_run(argv, echo)
     before = stage("idle-reclaim: meminfo before", timeout_s)
     read = stage("idle-reclaim: meminfo read", 300) if before else None
-    after_hold = stage("idle-reclaim: meminfo after-hold", 600) if read else None
+    settled = stage("idle-reclaim: settled", 600) if read else None
+    after_hold = stage("idle-reclaim: meminfo after-hold", 60) if settled else None
     guest_ram = guest_ram_resident_bytes(run.pid, memory_mib * MIB) if after_hold else None
     hot = stage("idle-reclaim: hot", 120) if after_hold else None
     oom = stage("idle-reclaim: oom", 60) if hot else None
@@ -301,6 +305,10 @@ def run_idle_reclaim(argv, memory_mib, timeout_s=300, echo=None):
     if peak is not None and peak - lowest >= 32:
         threshold = peak - 0.9 * (peak - lowest)
         result["t90-s"] = next((at - read[0] for at, mib in samples if mib <= threshold), None)
+    waited = re.search(r"after=(\d+)s balloon_pages=(-?\d+)", settled[1])
+    if waited:
+        result["settle-s"] = int(waited.group(1))
+        result["balloon-mib"] = int(waited.group(2)) * 4096 / MIB
     faults = re.search(r"majflt=(\d+)", hot[1])
     result["hot-majflt"] = int(faults.group(1)) if faults else None
     lines = re.search(r"lines=(\d+)", oom[1])
