@@ -22,8 +22,10 @@ public struct ReclaimSettings: Sendable, Equatable {
     public var stallTimeout: Duration = .seconds(3)
     /// The longest a squeeze may take, progress or not. Long: a squeeze that still progresses is
     /// worth finishing (a busy guest on the emulated host fed its balloon at ~20 MiB/s, and 30 s
-    /// cut it off before it reached the cache); one that stops is caught by `stallTimeout`.
-    public var squeezeTimeout: Duration = .seconds(120)
+    /// cut it off before it reached the cache; on CI's slower emulated host a busy guest fed it at
+    /// ~4 MiB/s, and 120 s ended two squeezes of three there); one that stops is caught by
+    /// `stallTimeout`.
+    public var squeezeTimeout: Duration = .seconds(240)
     /// Major faults in the intervals after a squeeze that mean the guest is refetching what it
     /// gave up (64 faults: 256 KiB read back).
     public var refetchMajorFaults: UInt64 = 64
