@@ -84,8 +84,8 @@ struct DeviceManager {
         let name = device.name
         let queueCount = device.queueCount(features: device.offeredFeatures)
         let transport = VirtioMMIOTransport(device: device, memory: memory, interrupt: { interrupt.signal() },
-                                            onBroken: { report("\(name): device needs reset: \($0)", level: .warning) },
-                                            onDriverReady: { report("\(name): driver ready, features 0x\(String($0, radix: 16))") })
+                                            onBroken: { reportFromGuest("\(name): device needs reset: \($0)", level: .warning) },
+                                            onDriverReady: { reportFromGuest("\(name): driver ready, features 0x\(String($0, radix: 16))") })
         var notifiers: [EventNotifier] = []
         let notifyAddress = slot.mmioBase + VirtioMMIORegister.queueNotify
         for queue in 0..<queueCount {

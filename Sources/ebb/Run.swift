@@ -343,6 +343,7 @@ struct Run: ParsableCommand {
     func printSummary(machine: Machine, exit: MachineExit, ran: Duration) {
         let memory = machine.sampleHostMemory()
         let unclaimed = machine.unclaimedAccesses
+        reportHeldBackGuestLines()
         report("\(exit); host RSS \(formatBytes(memory.residentBytes)) (peak \(formatBytes(memory.peakResidentBytes)), \(formatBytes(memory.overheadBytes)) outside guest RAM); unclaimed accesses: \(unclaimed.io) port, \(unclaimed.mmio) MMIO")
         if machine.breakpointsInjectedCount > 0 {
             report("int3 passed to the guest as #BP \(machine.breakpointsInjectedCount) time(s) (kvm_pvm cannot emulate it)")

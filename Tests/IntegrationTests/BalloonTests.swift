@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VMM
 
 /// The test kernel as a hostile virtio driver: each malformed request must break only the balloon
 /// (DEVICE_NEEDS_RESET, reported by ebb), and a driver reset must give a working device again.
@@ -31,6 +32,28 @@ struct HostileDriverTests {
         } else {
             #expect(!result.stderr.contains("needs reset"), "\(result.stderr)")
         }
+    }
+
+    /// A driver that breaks the balloon and resets it 40 times: Ebb prints at most a burst of what
+    /// that causes (GuestReportLimits: 10 lines per 5 s) and counts the rest; the device still
+    /// comes back and Ebb ends with the guest's power-off.
+    @Test func aGuestBreakingItsDeviceInALoopCannotFloodEbbsLog() throws {
+        try requireTestKernel()
+        let result = try runEbb(["run", "--kernel", testKernelELF, "--memory", "128M", "--cmdline", "ebb.scenario=hostile-flood ebb.repeat=40"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("hostile: flood broke=40 of 40"), "\(result.stdout)")
+        #expect(result.stdout.contains("hostile: recovered"), "\(result.stdout)")
+        let lines = result.stderr.split(separator: "\n")
+        let caused = lines.filter { $0.contains("virtio-balloon: device needs reset") || $0.contains("virtio-balloon: driver ready") }
+        // 81 such events (40 breaks, 41 driver starts); however fast the guest loops, a 5 s window
+        // lets 10 through, and the guest is done within a few windows.
+        #expect(caused.count >= GuestReportLimits.burst, "\(result.stderr)")
+        #expect(caused.count < 81, "\(caused.count) lines: \(result.stderr)")
+        let heldBack = lines.compactMap { line -> Int? in
+            guard let range = line.range(of: #"[0-9]+ more lines? the guest caused not printed"#, options: .regularExpression) else { return nil }
+            return Int(line[range].prefix { $0.isNumber })
+        }
+        #expect(caused.count + heldBack.reduce(0, +) == 81, "\(caused.count) printed, \(heldBack) held back: \(result.stderr)")
     }
 
     @Test func unalignedReportKeepsThePartialPages() throws {

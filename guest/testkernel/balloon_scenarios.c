@@ -309,6 +309,24 @@ static void hostile_desc(struct virtq *vq, uint64_t addr, uint32_t len, uint16_t
 		next, vq->avail_idx);
 }
 
+/* Reset, start again from scratch, and see one valid report through. */
+static void hostile_recover(uint64_t block)
+{
+	if (!balloon_init(NULL)) {
+		kprintf("hostile: not recovered\n");
+		return;
+	}
+	if (!B.reporting_usable) {
+		kprintf("hostile: reporting queue not usable after reset\n");
+		kprintf("hostile: not recovered\n");
+		return;
+	}
+	if (balloon_report(&block, (uint32_t)LARGE_PAGE, 1, HOSTILE_RECOVER_MS))
+		kprintf("hostile: recovered\n");
+	else
+		kprintf("hostile: not recovered (status=0x%x)\n", virtio_get_status(&B.dev));
+}
+
 static void hostile(const struct kernel_state *k, enum hostile_kind kind)
 {
 	const char *name = hostile_names[kind];
@@ -392,20 +410,40 @@ static void hostile(const struct kernel_state *k, enum hostile_kind kind)
 		vq->used->idx, isr, tsc_to_ms(t1 - t0));
 	kprintf("hostile: %s status=0x%x\n", name, status);
 
-	/* Reset, start again from scratch, and see one valid report through. */
-	if (!balloon_init(NULL)) {
-		kprintf("hostile: not recovered\n");
+	hostile_recover(block);
+}
+
+/* A driver that breaks its device again and again (a report outside RAM, then a reset): each time
+ * round Ebb says the device needs a reset and the driver is ready again. What Ebb prints must stay
+ * bounded (GuestReportLimits) and the device must still come back. */
+static void hostile_flood(const struct kernel_state *k)
+{
+	uint32_t rounds = (uint32_t)option_u64("ebb.repeat", 40), broke = 0;
+	if (!start(k, "hostile", NULL))
+		return;
+	uint64_t block = pool_first_block();
+	if (!B.has_reporting || B.reporting.size == 0 || !block) {
+		kprintf("hostile: reporting not available\n");
 		return;
 	}
-	if (!B.reporting_usable) {
-		kprintf("hostile: reporting queue not usable after reset\n");
-		kprintf("hostile: not recovered\n");
-		return;
+	for (uint32_t i = 0; i < rounds; i++) {
+		if (i > 0 && !balloon_init(NULL)) {
+			kprintf("hostile: not recovered\n");
+			return;
+		}
+		struct virtq *vq = &B.reporting;
+		uint16_t h = vq->free_head;
+		vq->desc[h] = (struct virtq_desc){ HOSTILE_OUTSIDE_ADDR, (uint32_t)LARGE_PAGE, VIRTQ_DESC_F_WRITE, 0 };
+		virtq_publish(vq, h, 1);
+		vm_write32(&B.dev, VIRTIO_MMIO_QUEUE_NOTIFY, vq->index);
+		uint64_t t0 = rdtsc(), budget = tsc_from_ms(HOSTILE_CHECK_MS);
+		while (!(virtio_get_status(&B.dev) & VIRTIO_STATUS_NEEDS_RESET) && rdtsc() - t0 <= budget)
+			cpu_relax();
+		if (virtio_get_status(&B.dev) & VIRTIO_STATUS_NEEDS_RESET)
+			broke++;
 	}
-	if (balloon_report(&block, (uint32_t)LARGE_PAGE, 1, HOSTILE_RECOVER_MS))
-		kprintf("hostile: recovered\n");
-	else
-		kprintf("hostile: not recovered (status=0x%x)\n", virtio_get_status(&B.dev));
+	kprintf("hostile: flood broke=%u of %u\n", broke, rounds);
+	hostile_recover(block);
 }
 
 static void hostile_loop(const struct kernel_state *k) { hostile(k, HOSTILE_LOOP); }
@@ -432,5 +470,6 @@ const struct scenario balloon_scenarios[] = {
 	{ "hostile-next", hostile_next },
 	{ "hostile-early", hostile_early },
 	{ "hostile-ring", hostile_ring },
+	{ "hostile-flood", hostile_flood },
 };
 const size_t balloon_scenario_count = ARRAY_SIZE(balloon_scenarios);
