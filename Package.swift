@@ -43,6 +43,6 @@ let package = Package(
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory"]),
         .testTarget(name: "APITests", dependencies: ["API"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "GuestMemory", "LinuxBoot", "BootImageFixtures"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VMM"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "API"]),
     ]
 )

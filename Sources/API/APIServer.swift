@@ -7,7 +7,13 @@ import VMM
 /// Serves `APIRoutes` over HTTP/1.1 on a Unix domain socket, as Firecracker's API does, on one
 /// event-loop thread of its own. Requests are small; each is answered and the connection kept.
 public final class APIServer: Sendable {
+    /// Connections open at once, at most, as Firecracker's API server allows (micro_http's
+    /// MAX_CONNECTIONS): one more is answered 503 and closed, so no client can make Ebb hold
+    /// descriptors and buffers without bound.
+    public static let maximumConnections = 10
+
     private let stopped = Mutex(false)
+    private let openConnections = ConnectionCount()
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     public let socketPath: String
@@ -17,11 +23,14 @@ public final class APIServer: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // The event loop's thread says what it is for, as Ebb's own threads do.
         group.next().execute { ThreadRegistry.registerCurrentThread(as: .api) }
+        let openConnections = openConnections
         do {
             let bootstrap = ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 16)
                 .childChannelInitializer { channel in
-                    channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMapThrowing {
+                    guard openConnections.admit() else { return Self.refuse(channel) }
+                    channel.closeFuture.whenComplete { _ in openConnections.release() }
+                    return channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMapThrowing {
                         try channel.pipeline.syncOperations.addHandler(APIHandler(routes: routes))
                     }
                 }
@@ -34,6 +43,16 @@ public final class APIServer: Sendable {
         self.socketPath = socketPath
     }
 
+    /// One connection too many: a 503 in Firecracker's error shape, then closed.
+    private static func refuse(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let body = APIResponse.error(503, "too many open connections (at most \(maximumConnections))").body
+        let text = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        var buffer = channel.allocator.buffer(capacity: text.utf8.count)
+        buffer.writeString(text)
+        channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
+        return channel.eventLoop.makeSucceededVoidFuture()
+    }
+
     /// Closes the socket and ends the event-loop thread; later calls do nothing.
     public func stop() {
         guard stopped.withLock({ done in defer { done = true }; return !done }) else { return }
@@ -41,6 +60,22 @@ public final class APIServer: Sendable {
         try? group.syncShutdownGracefully()
         _ = socketPath.withCString { unlink($0) }
     }
+}
+
+/// The connections open now, against `APIServer.maximumConnections`.
+private final class ConnectionCount: Sendable {
+    private let count = Atomic<Int>(0)
+
+    /// Counts one more, unless that would be more than the maximum.
+    func admit() -> Bool {
+        guard count.wrappingAdd(1, ordering: .relaxed).newValue <= APIServer.maximumConnections else {
+            release()
+            return false
+        }
+        return true
+    }
+
+    func release() { count.wrappingSubtract(1, ordering: .relaxed) }
 }
 
 /// Collects one request (head and body, bounded) and answers it with the routes.

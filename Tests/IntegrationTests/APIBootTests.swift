@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import API
 
 /// `ebb --api-sock PATH --id ID`, as Firecracker's clients start Firecracker: no machine until the
 /// API has configured one and sent InstanceStart.
@@ -116,5 +117,27 @@ struct APIBootTests {
         #expect(result.status == 128 + SIGTERM, "\(result.stderr)")
         #expect(result.stderr.contains("stopped by signal 15 before the machine started"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: socket), "the socket was left behind")
+    }
+
+    /// Ten clients holding connections open: an eleventh is answered 503 and closed (Firecracker's
+    /// API allows ten), and once one of the ten goes, a new client is served.
+    @Test func connectionsBeyondTheLimitAreRefusedAndTheAPIStaysUp() throws {
+        let scratch = try DiskScratch("api-connections")
+        let socket = scratch.directory.appendingPathComponent("api.sock").path
+        let ebb = try EbbProcess(["--api-sock", socket])
+        defer { ebb.signal(SIGTERM); _ = ebb.finish(seconds: 30) }
+        #expect(waitForSocket(socket, ebb), "\(ebb.stderr)")
+        var held = try (0..<APIServer.maximumConnections).map { _ in try unixConnect(socket) }
+        defer { held.forEach { close($0) } }
+        let refused = try unixHTTP(socket, "GET", "/")
+        #expect(refused.status == 503 && refused.body.contains("too many open connections"), "\(refused)")
+        close(held.removeLast())
+        // The server sees that close on its own event loop: a moment later there is room again.
+        var answer = (status: 0, body: "")
+        for _ in 0..<50 where answer.status != 200 {
+            answer = try unixHTTP(socket, "GET", "/")
+            if answer.status != 200 { usleep(20_000) }
+        }
+        #expect(answer.status == 200 && answer.body.contains("\"state\""), "\(answer)")
     }
 }
