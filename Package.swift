@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ebb", targets: ["ebb"]),
+        // Ebb's modules for the fuzz targets (Fuzz/Package.swift), which build apart with libFuzzer.
+        .library(name: "EbbModules", targets: ["GuestMemory", "Devices", "Virtio", "LinuxBoot", "VMM", "API"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

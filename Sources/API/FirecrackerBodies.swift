@@ -308,7 +308,12 @@ public struct ConfigFile: Decodable {
     /// Reads and decodes a config file; every problem is one line.
     public static func load(path: String) throws(BodyError) -> ConfigFile {
         guard let data = FileManager.default.contents(atPath: path) else { throw BodyError("cannot read '\(path)'") }
-        return try decodeBody(ConfigFile.self, from: Array(data))
+        return try decode(Array(data))
+    }
+
+    /// Decodes a config file's bytes (what `load` read; the fuzz target's input).
+    public static func decode(_ bytes: [UInt8]) throws(BodyError) -> ConfigFile {
+        try decodeBody(ConfigFile.self, from: bytes)
     }
 
     /// Applies every section, in Firecracker's order: machine, balloon, drives, network

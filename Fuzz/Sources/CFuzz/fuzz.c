@@ -1,0 +1,2 @@
+// Declarations only (include/fuzz.h): libFuzzer defines LLVMFuzzerRunDriver.
+#include "fuzz.h"
