@@ -5,15 +5,11 @@ import Virtio
 /// with features, queue sizes and then notifications chosen by the fuzzer.
 public struct FuzzDriver {
     public let transport: VirtioMMIOTransport
-    /// Makes the host side of a device's event source ready before its host event runs (a frame
-    /// for a NIC), from one byte of the input.
-    let feedHostEvent: (UInt8) -> Void
 
     /// `device` behind a transport on `FuzzGuest.memory`; breaks and interrupts go nowhere (a
     /// fuzzer prints nothing per input).
-    public init(device: sending any VirtioDevice, feedHostEvent: @escaping (UInt8) -> Void = { _ in }) {
+    public init(device: sending any VirtioDevice) {
         transport = VirtioMMIOTransport(device: device, memory: FuzzGuest.memory, interrupt: {}, onBroken: { _ in })
-        self.feedHostEvent = feedHostEvent
     }
 
     public func write(_ offset: UInt64, _ value: UInt32) {
@@ -75,10 +71,7 @@ public struct FuzzDriver {
                 try? FuzzGuest.memory.store(current &+ UInt16(argument >> 3), at: index)
                 transport.notify(queue: queue)
             case 3: transport.tick()
-            case 4:
-                guard !transport.hostEventSources.isEmpty else { break }
-                feedHostEvent(argument)
-                transport.hostEvent(source: 0)
+            case 4: if !transport.hostEventSources.isEmpty { transport.hostEvent(source: 0) }
             case 5: write(VirtioMMIORegister.interruptACK, UInt32(argument))
             default:
                 if argument == 0 { bringUp(&input) }

@@ -5,13 +5,6 @@ import Virtio
 /// The virtio-mmio transport driven by any sequence of register accesses: every offset in the
 /// window and past it, every width, in any state, with a balloon or a disk behind it and RAM as
 /// the fuzzer writes it. Each operation is six bytes: kind, offset, a 32-bit value.
-let diskPath: String = {
-    let path = "/tmp/ebb-fuzz-transport-disk-\(getpid())"
-    guard let file = fopen(path, "w"), ftruncate(fileno(file), 1 << 20) == 0 else { fatalError("fuzz disk image: \(path)") }
-    fclose(file)
-    atexit { unlink("/tmp/ebb-fuzz-transport-disk-\(getpid())") }
-    return path
-}()
 
 func fuzzMMIOTransport(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     guard let start else { return 0 }
@@ -20,7 +13,7 @@ func fuzzMMIOTransport(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     if input.byte() & 1 == 0 {
         device = BalloonDevice(options: .init(statisticsInterval: .seconds(1), targetBytes: 0x8000))
     } else {
-        do { device = try BlockDevice(options: .init(path: diskPath)) } catch { fatalError("fuzz disk image: \(error)") }
+        do { device = try BlockDevice(options: .init(path: FuzzDisk.path)) } catch { fatalError("fuzz disk image: \(error)") }
     }
     let driver = FuzzDriver(device: device)
     FuzzGuest.load(image: input.bytes(Int(input.integer(UInt16.self))))
