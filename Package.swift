@@ -18,13 +18,17 @@ let package = Package(
         .target(name: "CKVM"),
         .target(name: "KVM", dependencies: ["CKVM"]),
         .target(name: "GuestMemory", dependencies: ["CKVM"]),
+        // seccomp-bpf filters, compiled by Debian's libseccomp; the SIGSYS reporter is C because it
+        // runs in a signal handler.
+        .target(name: "CSeccomp", linkerSettings: [.linkedLibrary("seccomp")]),
+        .target(name: "Seccomp", dependencies: ["CSeccomp"]),
         // Little-endian integers and checksums, for everything that lays out guest structures.
         .target(name: "ByteOrder"),
         .target(name: "LinuxBoot", dependencies: ["GuestMemory", "ByteOrder"]),
         .target(name: "ACPI", dependencies: ["ByteOrder"]),
         .target(name: "Devices", dependencies: ["ByteOrder"]),
-        .target(name: "Virtio", dependencies: ["CKVM", "GuestMemory", "Devices", "ByteOrder"]),
-        .target(name: "VMM", dependencies: ["CKVM", "KVM", "GuestMemory", "ByteOrder", "LinuxBoot", "ACPI", "Devices", "Virtio"]),
+        .target(name: "Virtio", dependencies: ["CKVM", "GuestMemory", "Devices", "ByteOrder", "Seccomp"]),
+        .target(name: "VMM", dependencies: ["CKVM", "KVM", "Seccomp", "GuestMemory", "ByteOrder", "LinuxBoot", "ACPI", "Devices", "Virtio"]),
         // The control API (Firecracker's conventions) on a Unix socket.
         .target(name: "API", dependencies: [
             "VMM", "Virtio",
@@ -37,6 +41,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "VMM"]),
         // Boot images built in memory, for the LinuxBoot and VMM tests.
         .target(name: "BootImageFixtures", path: "Tests/BootImageFixtures"),
         .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot", "GuestMemory", "BootImageFixtures"]),

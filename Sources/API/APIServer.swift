@@ -13,6 +13,7 @@ public final class APIServer: Sendable {
     public static let maximumConnections = 10
 
     private let stopped = Mutex(false)
+    private let confined = Mutex(false)
     private let openConnections = ConnectionCount()
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
@@ -43,6 +44,13 @@ public final class APIServer: Sendable {
         self.socketPath = socketPath
     }
 
+    /// Confines the event loop's thread to the API's seccomp list (`Sandbox`), once the machine
+    /// exists: before it, the API opens the files `PUT /logger` and `PUT /metrics` name.
+    public func confine() {
+        try? group.next().submit { Sandbox.confineThisThread(as: .api) }.wait()
+        confined.withLock { $0 = true }
+    }
+
     /// One connection too many: a 503 in Firecracker's error shape, then closed.
     private static func refuse(_ channel: any Channel) -> EventLoopFuture<Void> {
         let body = APIResponse.error(503, "too many open connections (at most \(maximumConnections))").body
@@ -57,7 +65,9 @@ public final class APIServer: Sendable {
     public func stop() {
         guard stopped.withLock({ done in defer { done = true }; return !done }) else { return }
         try? channel.close().wait()
-        try? group.syncShutdownGracefully()
+        // Once confined, the thread stays until the process ends, which is next: NIO's shutdown
+        // finishes on a Dispatch queue, whose worker threads the loop's filter may not create.
+        if !confined.withLock({ $0 }) { try? group.syncShutdownGracefully() }
         _ = socketPath.withCString { unlink($0) }
     }
 }

@@ -1,4 +1,3 @@
-import Dispatch
 import Synchronization
 
 /// The i8042 keyboard controller with a PS/2 keyboard behind it: enough for Linux's i8042 and
@@ -83,14 +82,16 @@ public final class I8042Device: BusDevice {
     private let interrupt: @Sendable () -> Void
 
     private let nextByteDelay: Duration
-    private static let timer = DispatchQueue(label: "ebb-i8042")
+    private let timer: (any DelayedCalls)?
 
     /// `interrupt` raises the keyboard's IRQ 1; it is called with no lock held. `nextByteDelay`:
-    /// how long after the guest read a byte the interrupt for the next one comes (0: at once).
+    /// how long after the guest read a byte the interrupt for the next one comes, on `timer`
+    /// (without a timer, or with 0: at once, and never repeated).
     public init(onRequest: @escaping @Sendable (SystemRequest) -> Void, interrupt: @escaping @Sendable () -> Void = {},
-                nextByteDelay: Duration = .milliseconds(2)) {
+                timer: (any DelayedCalls)? = nil, nextByteDelay: Duration = .milliseconds(2)) {
         self.onRequest = onRequest
         self.interrupt = interrupt
+        self.timer = timer
         self.nextByteDelay = nextByteDelay
     }
 
@@ -100,11 +101,10 @@ public final class I8042Device: BusDevice {
     /// count unmoved), where on hardware the line would stay up until the byte is read. A guest
     /// that finds no byte on a repeated interrupt ignores it.
     private func raiseLater(attempt: Int = 0) {
-        guard nextByteDelay > .zero else { return interrupt() }
+        guard nextByteDelay > .zero, let timer else { return interrupt() }
         let reads = state.withLock { $0.reads }
         let delay = attempt == 0 ? nextByteDelay : Self.retryInterval
-        let microseconds = Int(delay.components.seconds) * 1_000_000 + Int(delay.components.attoseconds / 1_000_000_000_000)
-        Self.timer.asyncAfter(deadline: .now() + .microseconds(microseconds)) { [self] in
+        timer.call(after: delay) { [self] in
             // Still unread, and the interrupt still wanted (the guest may have read it by polling).
             let wanted = state.withLock { !$0.output.isEmpty && $0.commandByte & CommandByte.keyboardInterrupt != 0 && $0.reads == reads }
             guard wanted else { return }

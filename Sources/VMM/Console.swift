@@ -27,7 +27,10 @@ final class Console: @unchecked Sendable {
         wakePipe = (fds[0], fds[1])
         if isatty(STDIN_FILENO) == 1 { TerminalMode.enterRaw() }
         let (serial, onQuit, wake) = (self.serial, self.onQuit, wakePipe.read)
-        thread = try OSThread(name: "ebb-console", role: .console) { Self.pump(serial: serial, wake: wake, onQuit: onQuit) }
+        thread = try OSThread(name: "ebb-console", role: .console) {
+            Sandbox.confineThisThread(as: .console)
+            Self.pump(serial: serial, wake: wake, onQuit: onQuit)
+        }
     }
 
     func stop() {

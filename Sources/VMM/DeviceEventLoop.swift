@@ -49,7 +49,9 @@ final class DeviceEventLoop: @unchecked Sendable {
 
     func start(name: String) throws {
         let (transport, notifiers, timer, poller) = (self.transport, self.queueNotifiers, self.timer, self.poller)
-        thread = try OSThread(name: name, role: .device(transport.name)) {
+        let role = ThreadRole.device(transport.name)
+        thread = try OSThread(name: name, role: role) {
+            Sandbox.confineThisThread(as: role, deviceCalls: transport.hostSystemCalls)
             while true {
                 let tokens: [UInt64]
                 do { tokens = try poller.wait() } catch { return }

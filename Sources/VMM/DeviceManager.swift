@@ -18,6 +18,8 @@ struct AttachedVirtioDevice: Sendable {
 struct DeviceManager {
     let serial: Serial8250
     let keyboard: I8042Device
+    /// The devices' delayed work; `Machine.run` starts it.
+    let timers: TimerThread
     let ioBus: Bus
     let mmioBus: Bus
     let acpiDevices: [ACPIDevice]
@@ -31,9 +33,11 @@ struct DeviceManager {
             do { try vm.pulseInterruptLine(Layout.serialIRQ) } catch { SerialInterruptFailure.report(error) }
         })
         self.serial = serial
+        let timers = TimerThread()
+        self.timers = timers
         let keyboard = I8042Device(onRequest: onSystemRequest, interrupt: {
             do { try vm.pulseInterruptLine(Layout.keyboardIRQ) } catch { KeyboardInterruptFailure.report(error) }
-        })
+        }, timer: timers)
         self.keyboard = keyboard
         ioBus = try Bus(name: "port I/O", windows: [
             .init(base: UInt64(Layout.serialPort), length: Serial8250.windowLength, device: serial),

@@ -33,6 +33,7 @@ public final class HostSignalWatcher: @unchecked Sendable {
         pthread_sigmask(SIG_BLOCK, &set, &previousMask)
         let waitSet = set
         thread = try OSThread(name: "ebb-signals", role: .signalWatcher) {
+            Sandbox.confineThisThread(as: .signalWatcher)
             var set = waitSet
             while true {
                 var number: Int32 = 0

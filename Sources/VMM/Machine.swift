@@ -26,6 +26,7 @@ public final class Machine: @unchecked Sendable {
     let mmioBus: Bus
     let serial: Serial8250
     let keyboard: I8042Device
+    let timers: TimerThread
     /// The virtio devices, in slot order.
     let virtioDevices: [AttachedVirtioDevice]
     /// The command line the guest got, and what Ebb added to it for this host's KVM.
@@ -90,6 +91,7 @@ public final class Machine: @unchecked Sendable {
         mmioBus = devices.mmioBus
         serial = devices.serial
         keyboard = devices.keyboard
+        timers = devices.timers
         virtioDevices = devices.virtioDevices
 
         let tables = devices.acpiTables(cpuCount: configuration.cpuCount)
@@ -173,17 +175,25 @@ public final class Machine: @unchecked Sendable {
         defer { virtioDevices.forEach { $0.eventLoop.stop() } }
         try reclaimer?.start()
         defer { reclaimer?.stop() }
+        try timers.start()
+        defer { timers.stop() }
 
+        // A register write runs device code on the vCPU that made it (DRIVER_OK, a reset, a
+        // QueueNotify that missed its ioeventfd), so a vCPU may make every device's calls.
+        let deviceCalls = virtioDevices.flatMap(\.transport.hostSystemCalls)
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, machine: self)
             let thread = try OSThread(name: "ebb-vcpu\(vcpu.id)", role: .vcpu(vcpu.id)) {
                 VCPUKick.unblockOnThisThread()
+                Sandbox.confineThisThread(as: .vcpu(vcpu.id), deviceCalls: deviceCalls)
                 runner.loop()
             }
             threads.withLock { $0.append(thread) }
             // A stop that raced with this thread's creation must still reach it.
             if isStopping { vcpu.requestExit(); thread.signal(VCPUKick.signal) }
         }
+        // Every thread exists now; from here the main thread only waits, then cleans up.
+        Sandbox.confineThisThread(as: .main)
         for thread in threads.withLock({ $0 }) { thread.join() }
         return exitState.withLock { $0 } ?? .vcpuFault(vcpu: 0, reason: "all vCPUs ended without a reason")
     }

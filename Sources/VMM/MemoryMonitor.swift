@@ -26,6 +26,7 @@ public final class MemoryMonitor: @unchecked Sendable {
         running.store(true, ordering: .releasing)
         // The thread holds the monitor until `stop()` joins it.
         thread = try OSThread(name: "ebb-memmon", role: .memoryMonitor) { [self] in
+            Sandbox.confineThisThread(as: .memoryMonitor)
             let started = ContinuousClock.now
             let (seconds, attoseconds) = interval.components
             var peak: UInt64 = 0

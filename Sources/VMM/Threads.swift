@@ -22,6 +22,8 @@ public enum ThreadRole: Sendable, Hashable, CustomStringConvertible {
     case reclaimer
     /// Writes a metrics line every minute (Firecracker's metrics).
     case metrics
+    /// Devices' delayed work (`TimerThread`).
+    case timers
 
     public var description: String {
         switch self {
@@ -34,6 +36,7 @@ public enum ThreadRole: Sendable, Hashable, CustomStringConvertible {
         case .memoryMonitor: "memory monitor"
         case .reclaimer: "reclaimer"
         case .metrics: "metrics"
+        case .timers: "timers"
         }
     }
 }

@@ -1,6 +1,7 @@
 import ByteOrder
 import Devices
 import GuestMemory
+import Seccomp
 import Synchronization
 
 /// The virtio-mmio transport, register layout version 2 (virtio 1.2, 4.2): feature negotiation
@@ -59,6 +60,8 @@ public final class VirtioMMIOTransport: BusDevice {
     public let tickInterval: Duration?
     /// The device's host file descriptors (see `VirtioDevice.hostEventSources`).
     public let hostEventSources: [Int32]
+    /// The device's part of its thread's seccomp filter (see `VirtioDevice.hostSystemCalls`).
+    public let hostSystemCalls: [SyscallRule]
     private let memory: GuestMemory
     private let interrupt: @Sendable () -> Void
     private let onBroken: @Sendable (String) -> Void
@@ -80,6 +83,7 @@ public final class VirtioMMIOTransport: BusDevice {
         offeredFeatures = device.offeredFeatures
         tickInterval = device.tickInterval
         hostEventSources = device.hostEventSources
+        hostSystemCalls = device.hostSystemCalls
         let sizes = Work.queueMaximumSizes(of: device, features: device.offeredFeatures)
         registers = Mutex(Registers(queueMaximumSizes: sizes))
         work = Mutex(Work(device: device, queues: Array(repeating: nil, count: sizes.count)))

@@ -1,4 +1,5 @@
 import GuestMemory
+import Seccomp
 
 /// A virtio device model behind a transport. The transport owns it behind a `Mutex` and serializes
 /// every call, so a device keeps plain mutable state, need not be `Sendable`, and is reached from
@@ -36,11 +37,16 @@ public protocol VirtioDevice: AnyObject {
     func hostEvent(source: Int, queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool
     /// The driver reset the device: forget everything negotiated.
     func reset()
+    /// The system calls the device's thread makes for it beyond its event loop's own (reading
+    /// its image, writing its tap, discarding memory): the device's part of that thread's
+    /// seccomp filter.
+    var hostSystemCalls: [SyscallRule] { get }
 }
 
 extension VirtioDevice {
     public var tickInterval: Duration? { nil }
     public func tick(queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool { false }
     public var hostEventSources: [Int32] { [] }
+    public var hostSystemCalls: [SyscallRule] { [] }
     public func hostEvent(source: Int, queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool { false }
 }

@@ -16,7 +16,8 @@ struct Run: ParsableCommand {
 
             Exit status: 0 the guest powered off (or Ctrl-A x), 1 Ebb could not start or run the guest, \
             2 the guest asked for a reset, 3 the guest crashed (triple fault), 128+N stopped by signal N, \
-            64 bad arguments.
+            64 bad arguments, 148 a thread made a system call its seccomp filter refuses (the line before \
+            names it).
             """)
 
     enum Switch: String, ExpressibleByArgument { case on, off }
@@ -108,6 +109,11 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Firecracker's --metrics-path: a JSON line of counters to this file or named pipe every 60 s, on FlushMetrics and at exit.", valueName: "path"))
     var metricsPath: String?
 
+    enum SeccompSwitch: String, ExpressibleByArgument { case on, off, log }
+
+    @Option(help: "Confine each of Ebb's threads with a seccomp filter of the system calls it needs (on|off|log, default on; also $EBB_SECCOMP): a call outside it stops Ebb with status 148; log lets it through and the kernel logs it (dmesg).")
+    var seccomp: SeccompSwitch?
+
     @Flag(inversion: .prefixedNo, help: "Print host memory as it changes (default: on for the demo).")
     var memoryProgress: Bool?
 
@@ -163,6 +169,10 @@ struct Run: ParsableCommand {
 
     func run() throws {
         ThreadRegistry.registerCurrentThread(as: .main)
+        let confinement = seccomp ?? environment("EBB_SECCOMP").flatMap(SeccompSwitch.init(rawValue:)) ?? .on
+        do { try Sandbox.enable(confinement == .on ? .on : confinement == .log ? .log : .off) } catch {
+            fail("\(error) (--seccomp off runs without filters)")
+        }
         if apiSock != nil && apiSocket != nil { fail("--api-sock and --api-socket name the same thing: give one") }
         var resources = waitsForTheAPI ? apiBaseResources() : try resources()
         // The API serves from before the machine exists ("Not started"), as Firecracker's does;
@@ -207,6 +217,7 @@ struct Run: ParsableCommand {
             report("added kernel options for kvm_pvm: \(machine.addedKernelOptions.joined(separator: " ")) (--host-kernel-options off to leave them out)")
         }
         control.attach(machine)
+        api?.confine()
         let progress = (memoryProgress ?? isDemo) ? MemoryProgress(machine: machine) : nil
         try progress?.start()
         let started = ContinuousClock.now

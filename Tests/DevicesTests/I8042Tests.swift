@@ -101,7 +101,7 @@ import Testing
     }
 
     @Test func theNextBytesInterruptComesAfterTheReadNotInsideIt() async throws {
-        let device = I8042Device(onRequest: { _ in }, interrupt: { [interrupts] in interrupts.raise() })
+        let device = I8042Device(onRequest: { _ in }, interrupt: { [interrupts] in interrupts.raise() }, timer: TaskTimer())
         device.sendCtrlAltDel()
         let beforeRead = interrupts.raised
         #expect(beforeRead >= 1)
@@ -115,7 +115,7 @@ import Testing
     }
 
     @Test func anUnreadByteRaisesItsInterruptAgain() async throws {
-        let device = I8042Device(onRequest: { _ in }, interrupt: { [interrupts] in interrupts.raise() })
+        let device = I8042Device(onRequest: { _ in }, interrupt: { [interrupts] in interrupts.raise() }, timer: TaskTimer())
         device.sendCtrlAltDel()
         for _ in 0..<200 where interrupts.raised < 3 { try await Task.sleep(for: .milliseconds(5)) }
         #expect(interrupts.raised >= 3, "a lost edge is raised again while the byte stays unread")
@@ -126,5 +126,15 @@ import Testing
         let device = controller
         command(device, 0xfe)
         #expect(requests.requests == [.reset])
+    }
+}
+
+/// Delayed calls on Swift tasks: the machine's `TimerThread` lives in VMM, above these tests.
+struct TaskTimer: DelayedCalls {
+    func call(after delay: Duration, _ work: @escaping @Sendable () -> Void) {
+        Task {
+            try? await Task.sleep(for: delay)
+            work()
+        }
     }
 }

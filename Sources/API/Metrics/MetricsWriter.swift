@@ -40,6 +40,7 @@ public final class MetricsWriter: Sendable {
         }
         do {
             let thread = try OSThread(name: "ebb-metrics", role: .metrics) { [self] in
+                Sandbox.confineThisThread(as: .metrics)
                 while true {
                     let woken = wake.wait(timeout: .now() + .seconds(Int(Self.period.components.seconds))) == .success
                     if isStopping { break }

@@ -144,6 +144,7 @@ static inline int ebb_lock_whole_file(int fd, int exclusive) {
 static const unsigned int EBB_TUN_F_CSUM = TUN_F_CSUM;
 static const unsigned int EBB_TUN_F_TSO4 = TUN_F_TSO4;
 static const unsigned int EBB_TUN_F_TSO6 = TUN_F_TSO6;
+static const unsigned long EBB_TUNSETOFFLOAD = TUNSETOFFLOAD;
 
 // Attaches `fd` (an open /dev/net/tun) to the tap `name`: a tap without packet information,
 // with a virtio-net header of `header_bytes` before each frame. 0, or -1 with errno (EBUSY: in

@@ -27,6 +27,7 @@ final class IdleReclaimer: @unchecked Sendable {
     func start() throws {
         running.store(true, ordering: .releasing)
         thread = try OSThread(name: "ebb-reclaim", role: .reclaimer) { [self] in
+            Sandbox.confineThisThread(as: .reclaimer)
             let (seconds, attoseconds) = Self.tick.components
             while running.load(ordering: .acquiring) {
                 stepOnce()

@@ -1,6 +1,7 @@
 import ByteOrder
 import Devices
 import GuestMemory
+import Seccomp
 
 /// virtio-balloon (device id 5) with free page reporting: pages the guest reports free or puts in
 /// the balloon are discarded on the host (`madvise(MADV_DONTNEED)`), so the host's resident memory
@@ -70,6 +71,10 @@ public final class BalloonDevice: VirtioDevice {
         heldStatistics = nil
         actualPages = 0
     }
+
+    /// Discards are `madvise(MADV_DONTNEED)`, which every thread may call; `mincore` counts what
+    /// a discard gave back (pages that were resident).
+    public var hostSystemCalls: [SyscallRule] { [SyscallRule("mincore")] }
 
     public func readConfig(offset: UInt64, count: Int) -> [UInt8] {
         var config = [UInt8](repeating: 0, count: Self.configBytes)

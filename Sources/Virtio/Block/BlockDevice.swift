@@ -1,6 +1,7 @@
 import ByteOrder
 import Glibc
 import GuestMemory
+import Seccomp
 
 /// virtio-blk (device id 2): a disk backed by a raw image on the host. Requests are served on the
 /// device's own thread, straight between the image and guest memory (`preadv`/`pwritev` on the
@@ -64,6 +65,11 @@ public final class BlockDevice: VirtioDevice {
 
     public func activate(features: UInt64) { negotiated = features }
     public func reset() { negotiated = 0 }
+
+    /// Reads and writes straight into guest buffers, FLUSH, DISCARD and WRITE_ZEROES.
+    public var hostSystemCalls: [SyscallRule] {
+        ["preadv", "pwritev", "fdatasync", "fallocate"].map { SyscallRule($0) }
+    }
 
     public func readConfig(offset: UInt64, count: Int) -> [UInt8] {
         var config = [UInt8](repeating: 0, count: BlockConfigOffset.length)

@@ -1,5 +1,7 @@
 import ByteOrder
+import CKVM
 import GuestMemory
+import Seccomp
 
 /// virtio-net (device id 1): a NIC backed by a tap device on the host. One receive and one
 /// transmit queue, served on the device's own thread: frames move straight between the tap and
@@ -58,6 +60,11 @@ public final class NetDevice: VirtioDevice {
     public func queueCount(features: UInt64) -> Int { 2 }
     public func maximumQueueSize(queue index: Int) -> UInt16 { NetLimits.queueSize }
     public var hostEventSources: [Int32] { [tap.pollDescriptor] }
+    /// Frames to and from the tap, scattered over guest buffers; the offloads the driver took
+    /// (`TUNSETOFFLOAD`, at DRIVER_OK and reset).
+    public var hostSystemCalls: [SyscallRule] {
+        [SyscallRule("readv"), SyscallRule("writev"), SyscallRule("ioctl", .equal(argument: 1, to: UInt64(EBB_TUNSETOFFLOAD)))]
+    }
 
     public init(options: Options) throws(TapError) {
         self.options = options
