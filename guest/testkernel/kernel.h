@@ -187,6 +187,8 @@ extern const struct scenario blk_scenarios[];
 extern const size_t blk_scenario_count;
 extern const struct scenario net_scenarios[];
 extern const size_t net_scenario_count;
+extern const struct scenario transport_scenarios[];
+extern const size_t transport_scenario_count;
 
 /* ---- main.c */
 void kmain(int path, uint64_t info_paddr);

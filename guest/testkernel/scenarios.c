@@ -165,6 +165,7 @@ static const struct {
 	{ balloon_scenarios, &balloon_scenario_count },
 	{ blk_scenarios, &blk_scenario_count },
 	{ net_scenarios, &net_scenario_count },
+	{ transport_scenarios, &transport_scenario_count },
 };
 
 static size_t table_count(size_t t)
