@@ -5,7 +5,7 @@
 // Apart from the main package so that `swift build` there never needs libFuzzer.
 import PackageDescription
 
-let targets = ["split-queue", "mmio-transport", "balloon", "block", "boot-image", "api-request", "config-file"]
+let targets = ["split-queue", "mmio-transport", "balloon", "block", "net", "boot-image", "api-request", "config-file"]
 
 let package = Package(
     name: "EbbFuzz",
