@@ -109,7 +109,16 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Firecracker's --metrics-path: a JSON line of counters to this file or named pipe every 60 s, on FlushMetrics and at exit.", valueName: "path"))
     var metricsPath: String?
 
-    enum SeccompSwitch: String, ExpressibleByArgument { case on, off, log }
+    enum SeccompSwitch: String, ExpressibleByArgument {
+        case on, off, log
+        var mode: Sandbox.Mode {
+            switch self {
+            case .on: .on
+            case .off: .off
+            case .log: .log
+            }
+        }
+    }
 
     @Option(help: "Confine each of Ebb's threads with a seccomp filter of the system calls it needs (on|off|log, default on; also $EBB_SECCOMP): a call outside it stops Ebb with status 148; log lets it through and the kernel logs it (dmesg).")
     var seccomp: SeccompSwitch?
@@ -169,10 +178,11 @@ struct Run: ParsableCommand {
 
     func run() throws {
         ThreadRegistry.registerCurrentThread(as: .main)
-        let confinement = seccomp ?? environment("EBB_SECCOMP").flatMap(SeccompSwitch.init(rawValue:)) ?? .on
-        do { try Sandbox.enable(confinement == .on ? .on : confinement == .log ? .log : .off) } catch {
-            fail("\(error) (--seccomp off runs without filters)")
+        let fromEnvironment = environment("EBB_SECCOMP")
+        guard let confinement = seccomp ?? (fromEnvironment.map(SeccompSwitch.init(rawValue:)) ?? .on) else {
+            fail("EBB_SECCOMP='\(fromEnvironment ?? "")' is not on, off or log")
         }
+        do { try Sandbox.enable(confinement.mode) } catch { fail("\(error) (--seccomp off runs without filters)") }
         if apiSock != nil && apiSocket != nil { fail("--api-sock and --api-socket name the same thing: give one") }
         var resources = waitsForTheAPI ? apiBaseResources() : try resources()
         // The API serves from before the machine exists ("Not started"), as Firecracker's does;

@@ -31,6 +31,11 @@ struct BadInputTests {
         try expectFailure(["--metrics-path", scratch.path], saying: "error: metrics: cannot open '\(scratch.path)' for writing: Is a directory")
     }
 
+    @Test func seccompSettings() throws {
+        try expectFailure(["--seccomp", "strict"], status: 64, saying: "--seccomp")
+        try expectFailure([], saying: "error: EBB_SECCOMP='strict' is not on, off or log", environment: ["EBB_SECCOMP": "strict"])
+    }
+
     @Test func missingKernel() throws {
         try expectFailure(["--kernel", "/nonexistent/vmlinuz"], saying: "kernel '/nonexistent/vmlinuz' does not exist")
     }
