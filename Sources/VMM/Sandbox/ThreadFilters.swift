@@ -5,7 +5,8 @@ import CKVM
 import Seccomp
 
 /// The system calls each kind of Ebb thread may make once its set-up is over: what the threads
-/// were seen to call (strace -f of the test suite, every device and the API in use), and no more.
+/// were seen to call across the test suite, every device and the API in use (the kernel's log of
+/// an `EBB_SECCOMP=log` run, listed by `scripts/seccomp-log`), and no more.
 /// No list has `execve`, `fork`/`clone` (every thread is created before the guest runs), `socket`,
 /// `ptrace`, or `open` with write or create flags; `ioctl` is allowed only for named requests.
 enum ThreadFilters {
