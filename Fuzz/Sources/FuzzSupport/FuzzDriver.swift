@@ -85,6 +85,11 @@ public struct FuzzDriver {
 /// the fuzzer can grow either part.
 public func fuzzDevice(_ driver: FuzzDriver, _ start: UnsafeRawPointer, _ count: Int) {
     var input = FuzzInput(start, count)
+    fuzzDevice(driver, &input)
+}
+
+/// The same from where `input` has got to (a target that took its own bytes first).
+public func fuzzDevice(_ driver: FuzzDriver, _ input: inout FuzzInput) {
     let imageBytes = Int(input.integer(UInt16.self))
     FuzzGuest.load(image: input.bytes(imageBytes))
     driver.bringUp(&input)

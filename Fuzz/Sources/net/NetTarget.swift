@@ -33,9 +33,6 @@ func fuzzNet(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
         let frame = input.bytes(Int(input.integer(UInt16.self) % 2048))
         if frame.count >= 14 { _ = frame.withUnsafeBytes { send(injector, $0.baseAddress, $0.count, 0) } }
     }
-    let rest = input.rest()
-    rest.withUnsafeBytes { bytes in
-        fuzzDevice(driver, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, bytes.count)
-    }
+    fuzzDevice(driver, &input)
     return 0
 }
