@@ -16,6 +16,10 @@ public protocol MachineControl: Sendable {
     /// The network interfaces in slot order, for the metrics.
     var networkInterfaces: [NetworkInterfaceStatus] { get }
     func setBalloonTarget(bytes: UInt64)
+    /// PATCH /balloon/statistics: statistics every `interval` from now on, the first at once.
+    func setBalloonStatisticsInterval(_ interval: Duration) throws
+    /// PATCH /drives/{id}: the `index`-th disk (slot order) gets a new backing file.
+    func replaceDiskImage(index: Int, path: String) throws(DiskReplaceError)
     /// PATCH /vm: the vCPUs stopped between two exits, and going again.
     var isPaused: Bool { get }
     func pause() throws(PauseError)
@@ -25,7 +29,13 @@ public protocol MachineControl: Sendable {
 }
 
 extension Machine: MachineControl {
-    public var balloonOptions: BalloonDevice.Options? { configuration.balloon }
+    public var balloonOptions: BalloonDevice.Options? {
+        configuration.balloon.map { options in
+            var options = options
+            options.statisticsInterval = balloonStatisticsInterval
+            return options
+        }
+    }
 }
 
 /// One API response: status code and JSON body (empty for 204).
@@ -190,8 +200,6 @@ public struct APIRoutes: Sendable {
                                           logger: observability.loggerSettings, metricsPath: observability.metrics.path))
         case ("PUT", "/actions"):
             return action(body)
-        case ("PATCH", _) where path.hasPrefix(Self.drivesPrefix):
-            return .error(400, "Ebb cannot change a drive's backing file or rate limiter (PATCH \(path)); give the drive before the start")
         case ("PATCH", _) where path.hasPrefix(Self.networkInterfacesPrefix):
             return .error(400, "Ebb has no rate limiters to change (PATCH \(path))")
         case ("PUT", _) where path.hasPrefix(Self.networkInterfacesPrefix):
@@ -217,7 +225,8 @@ public struct APIRoutes: Sendable {
             break
         }
         guard let machine = control.machine else {
-            return Self.knownPaths.contains(path) ? .error(400, ControlError.beforeStart.description) : .error(404, "no such resource: \(path)")
+            let known = Self.knownPaths.contains(path) || (method == "PATCH" && path.hasPrefix(Self.drivesPrefix))
+            return known ? .error(400, ControlError.beforeStart.description) : .error(404, "no such resource: \(path)")
         }
         return handleRunning(method: method, path: path, body: body, machine: machine)
     }
@@ -301,6 +310,10 @@ public struct APIRoutes: Sendable {
                 majorFaults: stat(.majorFaults), minorFaults: stat(.minorFaults),
                 oomKill: stat(.oomKills), allocStall: stat(.allocationStalls),
                 idleReclaim: machine.reclaimStatus.map(IdleReclaim.init), reportReturnedBytes: counters.reportReturnedBytes))
+        case ("PATCH", "/balloon/statistics"):
+            return changeStatisticsInterval(body, machine: machine)
+        case ("PATCH", _) where path.hasPrefix(Self.drivesPrefix):
+            return replaceDrive(id: String(path.dropFirst(Self.drivesPrefix.count)), body, machine: machine)
         case ("PATCH", "/vm"):
             let update: VMStateBody
             do { update = try decodeBody(VMStateBody.self, from: body) } catch { return .error(400, "\(error.description); expected {\"state\": \"Paused\" or \"Resumed\"}") }
@@ -320,5 +333,51 @@ public struct APIRoutes: Sendable {
         default:
             return .error(404, "no such resource: \(path)")
         }
+    }
+
+    /// PATCH /balloon/statistics, by Firecracker's rule: the interval changes, but statistics that
+    /// were off at the start stay off and those that were on stay on.
+    private func changeStatisticsInterval(_ bytes: [UInt8], machine: any MachineControl) -> APIResponse {
+        guard let options = machine.balloonOptions else { return .error(400, "no balloon device: start ebb with --balloon on") }
+        let update: BalloonStatisticsUpdateBody
+        do { update = try decodeBody(BalloonStatisticsUpdateBody.self, from: bytes) } catch {
+            return .error(400, "\(error.description); expected {\"stats_polling_interval_s\": <seconds>}")
+        }
+        let seconds = update.statsPollingIntervalS
+        guard (0...Self.maximumStatisticsSeconds).contains(seconds) else {
+            return .error(400, "stats_polling_interval_s \(seconds) is out of range (0 to \(Self.maximumStatisticsSeconds))")
+        }
+        switch (options.statisticsInterval != nil, seconds > 0) {
+        case (false, false): return .noContent
+        case (false, true): return .error(400, "the balloon's statistics were off at the start and cannot be turned on while the guest runs")
+        case (true, false): return .error(400, "the balloon's statistics cannot be turned off while the guest runs (stats_polling_interval_s 0)")
+        case (true, true): break
+        }
+        do { try machine.setBalloonStatisticsInterval(.seconds(seconds)) } catch { return .error(400, "cannot change the statistics interval: \(error)") }
+        control.recordChange { resources in
+            guard var balloon = resources.balloon else { return }
+            balloon.statisticsInterval = .seconds(seconds)
+            try? resources.setBalloon(balloon)
+        }
+        return .noContent
+    }
+    static let maximumStatisticsSeconds: Int64 = 3600
+
+    /// PATCH /drives/{id}: a running guest's disk gets a new backing file (the disk keeps its
+    /// read-only and cache settings); the guest hears of its new capacity by a config interrupt.
+    private func replaceDrive(id: String, _ bytes: [UInt8], machine: any MachineControl) -> APIResponse {
+        let update: DriveUpdateBody
+        do { update = try decodeBody(DriveUpdateBody.self, from: bytes) } catch { return .error(400, error.description) }
+        guard update.driveId == id else { return .error(400, "the body's drive_id '\(update.driveId)' is not the path's '\(id)'") }
+        guard !update.hasRateLimiter else { return .error(400, "Ebb has no rate limiters (rate_limiter in PATCH /drives/\(id))") }
+        let drives = control.resources.orderedDrives
+        guard let index = drives.indices.first(where: { (drives[$0].id ?? guestDiskName($0)) == id }) else {
+            return .error(400, "no drive '\(id)'")
+        }
+        guard let path = update.pathOnHost else { return .noContent }
+        guard !path.isEmpty else { return .error(400, "path_on_host is empty") }
+        do throws(DiskReplaceError) { try machine.replaceDiskImage(index: index, path: path) } catch { return .error(400, error.description) }
+        control.recordChange { $0.recordDrivePath(orderedIndex: index, path: path) }
+        return .noContent
     }
 }

@@ -42,6 +42,12 @@ public final class ControlPlane: Sendable {
         }
     }
 
+    /// Records a change made to the running machine (PATCH /drives, PATCH /balloon/statistics)
+    /// in the configuration that GET /vm/config answers.
+    public func recordChange(_ change: (inout MachineResources) -> Void) {
+        state.withLock { change(&$0.resources) }
+    }
+
     /// Asks for the machine to be built and run (an API request, a config file): checks that the
     /// configuration is complete, then wakes the thread in `waitForStart`.
     public func requestStart() throws(ControlError) {

@@ -165,6 +165,40 @@ public struct BalloonUpdateBody: Decodable, Equatable {
     }
 }
 
+/// PATCH /balloon/statistics: a new statistics interval, after the start. Firecracker's rule:
+/// statistics cannot be turned on or off once the guest runs, only their interval changed.
+public struct BalloonStatisticsUpdateBody: Decodable, Equatable {
+    /// Signed as Firecracker's: a negative one is refused by the route, by name.
+    public var statsPollingIntervalS: Int64
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case statsPollingIntervalS = "stats_polling_interval_s" }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        statsPollingIntervalS = try decoder.container(keyedBy: CodingKeys.self).decode(Int64.self, forKey: .statsPollingIntervalS)
+    }
+}
+
+/// PATCH /drives/{drive_id}: a new backing file for a running guest's disk (Firecracker's
+/// PartialDrive). Rate limiters are refused, as at PUT.
+public struct DriveUpdateBody: Decodable, Equatable {
+    public var driveId: String
+    public var pathOnHost: String?
+    public var hasRateLimiter: Bool
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case driveId = "drive_id", pathOnHost = "path_on_host", rateLimiter = "rate_limiter"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        driveId = try container.decode(String.self, forKey: .driveId)
+        pathOnHost = try container.decodeIfPresent(String.self, forKey: .pathOnHost)
+        hasRateLimiter = container.contains(.rateLimiter) && (try? container.decodeNil(forKey: .rateLimiter)) != true
+    }
+}
+
 /// PUT /drives/{drive_id}; an entry of "drives" in a config file. Ebb's disks are virtio-blk on a
 /// raw image with `cache=none` whatever `cache_type` says: Firecracker's "Unsafe" ignores the
 /// guest's flushes and "Writeback" honours them through the host's page cache, and Ebb honours

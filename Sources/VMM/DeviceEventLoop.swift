@@ -75,6 +75,12 @@ final class DeviceEventLoop: @unchecked Sendable {
         }
     }
 
+    /// The device's timed work every `interval` from now on, the first at once (PATCH
+    /// /balloon/statistics: "the first statistics update scheduled immediately").
+    func restartTimer(interval: Duration) throws {
+        try timer?.set(period: interval, first: .nanoseconds(1))
+    }
+
     func stop() {
         stopNotifier.signal()
         thread?.join()
@@ -125,11 +131,19 @@ final class IntervalTimer: Sendable {
     init(interval: Duration) throws {
         fd = ebb_timerfd_create()
         guard fd >= 0 else { throw SystemError(operation: "timerfd_create", errno: errno) }
-        let (seconds, attoseconds) = interval.components
-        // A zero period would disarm the timer: a nanosecond is the shortest.
-        let nanoseconds = max(attoseconds / 1_000_000_000, seconds == 0 ? 1 : 0)
         // On a throw here deinit still runs (every property is set) and closes the fd.
-        guard ebb_timerfd_set_period(fd, Int(seconds), Int(nanoseconds)) == 0 else {
+        try set(period: interval, first: interval)
+    }
+
+    /// A new period, its first expiry `first` from now (any thread may call it).
+    func set(period: Duration, first: Duration) throws {
+        // A zero time would disarm the timer: a nanosecond is the shortest.
+        func parts(_ duration: Duration) -> (Int, Int) {
+            let (seconds, attoseconds) = duration.components
+            return (Int(seconds), Int(max(attoseconds / 1_000_000_000, seconds == 0 ? 1 : 0)))
+        }
+        let (firstSeconds, firstNanoseconds) = parts(first), (seconds, nanoseconds) = parts(period)
+        guard ebb_timerfd_set(fd, firstSeconds, firstNanoseconds, seconds, nanoseconds) == 0 else {
             throw SystemError(operation: "timerfd_settime", errno: errno)
         }
     }

@@ -35,6 +35,9 @@ public final class Machine: @unchecked Sendable {
     /// The agentless reclaim, when it is on and there is a balloon.
     private(set) var reclaimer: IdleReclaimer?
 
+    /// The balloon's statistics interval as PATCH /balloon/statistics last set it; nil: as built.
+    let changedStatisticsInterval = Mutex<Duration?>(nil)
+
     private let exitState = Mutex<MachineExit?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let threads = Mutex<[OSThread]>([])

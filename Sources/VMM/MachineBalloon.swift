@@ -29,6 +29,21 @@ extension Machine {
         transport(of: BalloonDevice.self)?.configChanged(BalloonDevice.self) { $0.setTarget(bytes: bytes) }
     }
 
+    /// How often the balloon's statistics are asked for: as built, or as PATCH /balloon/statistics
+    /// last set it. Nil: never (they cannot be turned on or off once the guest runs).
+    public var balloonStatisticsInterval: Duration? {
+        changedStatisticsInterval.withLock { $0 } ?? configuration.balloon?.statisticsInterval
+    }
+
+    /// Asks for the balloon's statistics every `interval` from now on, the first at once; never
+    /// less often than the agentless reclaim needs them, when it is on.
+    public func setBalloonStatisticsInterval(_ interval: Duration) throws {
+        changedStatisticsInterval.withLock { $0 = interval }
+        let polled = reclaimer == nil ? interval : min(interval, MachineResources.Defaults.reclaimStatisticsInterval)
+        let balloon = virtioDevices.first { $0.transport.withDevice(BalloonDevice.self) { _ in true } ?? false }
+        try balloon?.eventLoop.restartTimer(interval: polled)
+    }
+
     /// The balloon's `actual` as the driver last wrote it, in bytes.
     public var balloonActualBytes: UInt64? {
         withDevice(BalloonDevice.self) { UInt64($0.actualPages) * BalloonLimits.pageBytes }

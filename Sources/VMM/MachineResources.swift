@@ -174,7 +174,16 @@ public struct MachineResources: Sendable, Equatable {
     }
 
     /// The disks in slot order: a root drive first, then the others in the order given.
-    public var orderedDrives: [Drive] { drives.filter(\.isRoot) + drives.filter { !$0.isRoot } }
+    public var orderedDrives: [Drive] { orderedDriveIndices.map { drives[$0] } }
+    private var orderedDriveIndices: [Int] { drives.indices.filter { drives[$0].isRoot } + drives.indices.filter { !drives[$0].isRoot } }
+
+    /// A running guest's disk has a new backing file (PATCH /drives/{id}): the `index`-th of
+    /// `orderedDrives`, for what GET /vm/config answers.
+    public mutating func recordDrivePath(orderedIndex index: Int, path: String) {
+        let indices = orderedDriveIndices
+        guard indices.indices.contains(index) else { return }
+        drives[indices[index]].options.path = path
+    }
 
     /// The virtio devices in slot order: the balloon (if any), the disks, the network interfaces.
     public var devices: [VirtioDeviceConfiguration] {

@@ -8,7 +8,16 @@ import VMM
 final class FakeBalloon: MachineControl, Sendable {
     let configuration = MachineConfiguration(kernelPath: "/boot/vmlinux", memoryBytes: 768 << 20, cpuCount: 2)
     private let target = Mutex<UInt64>(0)
-    let balloonOptions: BalloonDevice.Options? = BalloonDevice.Options(statisticsInterval: .seconds(2))
+    private let statisticsInterval = Mutex<Duration?>(.seconds(2))
+    var balloonOptions: BalloonDevice.Options? { BalloonDevice.Options(statisticsInterval: statisticsInterval.withLock { $0 }) }
+    func setBalloonStatisticsInterval(_ interval: Duration) { statisticsInterval.withLock { $0 = interval } }
+    func turnStatisticsOff() { statisticsInterval.withLock { $0 = nil } }
+    private let replacedDisks = Mutex<[Int: String]>([:])
+    var replacedDiskPaths: [Int: String] { replacedDisks.withLock { $0 } }
+    func replaceDiskImage(index: Int, path: String) throws(DiskReplaceError) {
+        guard index < 2 else { throw .noSuchDisk(index: index) }
+        replacedDisks.withLock { $0[index] = path }
+    }
     var balloonCounters: BalloonCounters? {
         var counters = BalloonCounters()
         counters.reportedRanges = 3
@@ -102,9 +111,58 @@ final class FakeBalloon: MachineControl, Sendable {
         #expect(preboot.handle(method: "PUT", path: "/actions", body: action).body.contains("not supported before starting the microVM"))
     }
 
-    @Test func patchingADriveIsRefusedInOneLine() {
-        let response = routes.handle(method: "PATCH", path: "/drives/rootfs", body: Array(#"{"drive_id": "rootfs", "path_on_host": "/x"}"#.utf8))
-        #expect(response.status == 400 && response.body.contains("cannot change a drive's backing file"), "\(response.body)")
+    /// A control plane whose configuration has a root drive and a second one, attached to `balloon`.
+    func runningWithDrives() throws -> APIRoutes {
+        var resources = MachineResources()
+        try resources.putDrive(.init(id: "rootfs", options: BlockDevice.Options(path: "/images/root.ext4"), isRoot: true))
+        try resources.putDrive(.init(id: "scratch", options: BlockDevice.Options(path: "/images/scratch.img")))
+        let control = ControlPlane(resources: resources)
+        control.attach(balloon)
+        return APIRoutes(control: control)
+    }
+
+    @Test func patchingADriveGivesTheRunningDiskANewFile() throws {
+        let routes = try runningWithDrives()
+        let patch = { (path: String, body: String) in routes.handle(method: "PATCH", path: path, body: Array(body.utf8)) }
+        #expect(patch("/drives/scratch", #"{"drive_id": "scratch", "path_on_host": "/images/new.img"}"#) == .noContent)
+        #expect(balloon.replacedDiskPaths == [1: "/images/new.img"])
+        let config = routes.handle(method: "GET", path: "/vm/config", body: [])
+        #expect(config.body.contains(#""path_on_host":"/images/new.img""#) && !config.body.contains("scratch.img"), "\(config.body)")
+        // No path: nothing to change, as Firecracker answers it.
+        #expect(patch("/drives/rootfs", #"{"drive_id": "rootfs"}"#) == .noContent)
+        for (path, body, says) in [
+            ("/drives/other", #"{"drive_id": "other", "path_on_host": "/x"}"#, "no drive 'other'"),
+            ("/drives/rootfs", #"{"drive_id": "scratch", "path_on_host": "/x"}"#, "is not the path's"),
+            ("/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "/x", "rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1}}}"#, "no rate limiters"),
+            ("/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": "/x", "is_read_only": true}"#, "unknown field"),
+            ("/drives/rootfs", #"{"drive_id": "rootfs", "path_on_host": ""}"#, "empty"),
+        ] {
+            let answer = patch(path, body)
+            #expect(answer.status == 400 && answer.body.contains(says), "\(body): \(answer.body)")
+        }
+        let preboot = APIRoutes(control: ControlPlane(resources: MachineResources()))
+        #expect(preboot.handle(method: "PATCH", path: "/drives/rootfs", body: Array(#"{"drive_id": "rootfs", "path_on_host": "/x"}"#.utf8)).body
+            .contains("not supported before starting the microVM"))
+    }
+
+    @Test func patchingTheStatisticsIntervalFollowsFirecrackersRule() {
+        let patch = { (body: String) in routes.handle(method: "PATCH", path: "/balloon/statistics", body: Array(body.utf8)) }
+        #expect(patch(#"{"stats_polling_interval_s": 5}"#) == .noContent)
+        #expect(routes.handle(method: "GET", path: "/balloon", body: []).body.contains(#""stats_polling_interval_s":5"#))
+        for (body, says) in [(#"{"stats_polling_interval_s": 0}"#, "cannot be turned off"), (#"{"stats_polling_interval_s": 3601}"#, "out of range"),
+                             (#"{"stats_polling_interval_s": -1}"#, "out of range"), (#"{"interval": 1}"#, "unknown field")] {
+            let answer = patch(body)
+            #expect(answer.status == 400 && answer.body.contains(says), "\(body): \(answer.body)")
+        }
+        let off = FakeBalloon()
+        off.turnStatisticsOff()
+        let offRoutes = APIRoutes(machine: off)
+        #expect(offRoutes.handle(method: "PATCH", path: "/balloon/statistics", body: Array(#"{"stats_polling_interval_s": 1}"#.utf8)).body
+            .contains("cannot be turned on"))
+        #expect(offRoutes.handle(method: "PATCH", path: "/balloon/statistics", body: Array(#"{"stats_polling_interval_s": 0}"#.utf8)) == .noContent)
+        let preboot = APIRoutes(control: ControlPlane(resources: MachineResources()))
+        #expect(preboot.handle(method: "PATCH", path: "/balloon/statistics", body: Array(#"{"stats_polling_interval_s": 1}"#.utf8)).body
+            .contains("not supported before starting the microVM"))
     }
 
     @Test func versionFollowsFirecrackersShape() {

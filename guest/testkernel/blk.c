@@ -179,6 +179,33 @@ static void scenario_read(const struct kernel_state *k)
 	kprintf("blk: done\n");
 }
 
+/*
+ * PATCH /drives/{id} while the guest runs: read the first image, wait (polling InterruptStatus
+ * every millisecond, for ebb.hold seconds) for the config interrupt that says the disk changed,
+ * then read the new capacity and the new image.
+ */
+static void scenario_swap(const struct kernel_state *k)
+{
+	if (!blk_start(k))
+		return;
+	blk_print_read(0);
+	uint64_t before = capacity;
+	kprintf("blk-swap: waiting for a new image\n");
+	uint64_t t0 = rdtsc(), budget = tsc_from_ms(option_u64("ebb.hold", 30) * 1000);
+	while (!(virtio_ack_interrupts(&D) & VIRTIO_INT_CONFIG)) {
+		if (rdtsc() - t0 > budget) {
+			kprintf("blk-swap: timeout waiting for the config change\n");
+			return;
+		}
+		tsc_delay(tsc_from_ms(1));
+	}
+	capacity = (uint64_t)virtio_config_read32(&D, 0) | ((uint64_t)virtio_config_read32(&D, 4) << 32);
+	kprintf("blk-swap: config changed capacity=%lu sectors (was %lu)\n", capacity, before);
+	blk_print_read(0);
+	blk_print_read(capacity - 8);
+	kprintf("blk: done\n");
+}
+
 static void fill_pattern(void)
 {
 	for (uint32_t i = 0; i < 4096; i++)
@@ -378,5 +405,6 @@ const struct scenario blk_scenarios[] = {
 	{ "blk-write", scenario_write },
 	{ "blk-readonly", scenario_readonly },
 	{ "blk-hostile", scenario_hostile },
+	{ "blk-swap", scenario_swap },
 };
 const size_t blk_scenario_count = ARRAY_SIZE(blk_scenarios);

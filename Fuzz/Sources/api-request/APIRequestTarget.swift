@@ -31,6 +31,13 @@ final class RunningMachine: MachineControl, Sendable {
         precondition(bytes <= configuration.memoryBytes, "the API set a balloon target larger than the guest")
         target.withLock { $0 = bytes }
     }
+    func setBalloonStatisticsInterval(_ interval: Duration) {
+        precondition(interval > .zero && interval <= .seconds(3600), "the API set a statistics interval out of range")
+    }
+    func replaceDiskImage(index: Int, path: String) throws(DiskReplaceError) {
+        precondition(!path.isEmpty, "the API replaced a disk with an empty path")
+        throw .noSuchDisk(index: index)
+    }
     func pause() throws(PauseError) { paused.withLock { $0 = true } }
     func resume() { paused.withLock { $0 = false } }
     func sendCtrlAltDel() {}

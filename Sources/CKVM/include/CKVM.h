@@ -66,8 +66,9 @@ static inline int ebb_epoll_wait(int epfd, uint64_t tokens[EBB_EPOLL_BATCH], int
 
 // A periodic CLOCK_MONOTONIC timerfd, non-blocking.
 static inline int ebb_timerfd_create(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK); }
-static inline int ebb_timerfd_set_period(int fd, long seconds, long nanoseconds) {
-    struct itimerspec setting = { .it_interval = { seconds, nanoseconds }, .it_value = { seconds, nanoseconds } };
+// Its first expiry after `first`, then every `period`.
+static inline int ebb_timerfd_set(int fd, long first_seconds, long first_nanoseconds, long seconds, long nanoseconds) {
+    struct itimerspec setting = { .it_interval = { seconds, nanoseconds }, .it_value = { first_seconds, first_nanoseconds } };
     return timerfd_settime(fd, 0, &setting, 0);
 }
 

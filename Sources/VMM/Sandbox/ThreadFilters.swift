@@ -63,12 +63,16 @@ enum ThreadFilters {
     static let deviceLoop = interrupts + [SyscallRule("epoll_wait"), SyscallRule("epoll_pwait"), SyscallRule("close")]
 
     /// SwiftNIO's event loop serving the API socket, and the machine operations it drives. Closing
-    /// the listening socket, NIO removes its file (`newfstatat`, `unlink`).
+    /// the listening socket, NIO removes its file (`newfstatat`, `unlink`). PATCH /drives opens a
+    /// disk's new image (an existing file, read-write, never created or truncated: `openat`,
+    /// `lseek` for its size, `fcntl` for its lock); PATCH /balloon/statistics re-arms a timerfd.
     static let api = interrupts + [
         "epoll_wait", "epoll_pwait", "epoll_ctl", "accept4", "readv", "recvfrom", "recvmsg", "sendmsg", "sendto",
         "close", "shutdown", "getsockopt", "setsockopt", "getsockname", "getpeername", "fcntl", "timerfd_settime",
-        "newfstatat", "unlink",
-    ].map { SyscallRule($0) }
+        "newfstatat", "fstat", "lseek", "unlink",
+    ].map { SyscallRule($0) } + [
+        SyscallRule("openat", .maskedEqual(argument: 2, mask: UInt64(O_CREAT | O_TRUNC | O_APPEND), value: 0)),
+    ]
 
     static let signalWatcher = [SyscallRule("rt_sigtimedwait")]
 

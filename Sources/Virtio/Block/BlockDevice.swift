@@ -42,8 +42,8 @@ public final class BlockDevice: VirtioDevice {
 
     public static let id: UInt32 = 2
 
-    public let options: Options
-    public let image: DiskImage
+    public private(set) var options: Options
+    public private(set) var image: DiskImage
     public let offeredFeatures: UInt64
     public private(set) var counters = Counters()
     private var negotiated: UInt64 = 0
@@ -61,6 +61,14 @@ public final class BlockDevice: VirtioDevice {
         features |= options.readOnly ? BlockFeature.readOnly : BlockFeature.discard | BlockFeature.writeZeroes
         offeredFeatures = features
         serial = Array((options.serial ?? "").utf8.prefix(BlockLimits.serialBytes))
+    }
+
+    /// A new backing file (PATCH /drives/{id}), opened with this disk's read-only and cache
+    /// settings. Requests are served under the transport's lock, so none is halfway through; call
+    /// through `VirtioMMIOTransport.configChanged` so the driver reads the new capacity.
+    public func replaceImage(_ newImage: DiskImage) {
+        image = newImage
+        options.path = newImage.path
     }
 
     public func activate(features: UInt64) { negotiated = features }

@@ -20,7 +20,7 @@ public struct DiskImageError: Error, Equatable, CustomStringConvertible {
 /// A raw image file (or block device) behind a virtio-blk disk: opened and locked as QEMU opens
 /// images (an exclusive lock for read-write, a shared one for read-only), sized in 512-byte
 /// sectors, and read and written straight between the file and guest memory.
-public final class DiskImage {
+public final class DiskImage: Sendable {
     public let path: String
     public let readOnly: Bool
     public let sizeBytes: UInt64
@@ -90,6 +90,44 @@ public final class DiskImage {
         bufferedFD = fallback
         sizeBytes = UInt64(end)
         self.notice = notice
+    }
+
+    private init(path: String, readOnly: Bool, sizeBytes: UInt64, direct: Bool, fd: Int32, bufferedFD: Int32) {
+        self.path = path
+        self.readOnly = readOnly
+        self.sizeBytes = sizeBytes
+        self.direct = direct
+        notice = nil
+        self.fd = fd
+        self.bufferedFD = bufferedFD
+    }
+
+    /// Whether `path` names this very file (its device and inode), under whatever name.
+    public func isSameFile(as path: String) -> Bool {
+        var mine = stat(), theirs = stat()
+        return fstat(fd, &mine) == 0 && stat(path, &theirs) == 0 && mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino
+    }
+
+    /// This image again, its size measured anew (a PATCH /drives naming the file a disk already
+    /// has: it may have grown). The descriptors are duplicated, not reopened: a second open file
+    /// would conflict with this one's lock, and duplicates share it.
+    public func remeasured(path newPath: String) throws(DiskImageError) -> DiskImage {
+        func failure(_ reason: String) -> DiskImageError { DiskImageError(path: newPath, reason: reason) }
+        let end = lseek(fd, 0, SEEK_END)
+        guard end >= 0 else { throw failure("cannot find its size: \(String(cString: strerror(errno)))") }
+        guard UInt64(end) % BlockLimits.sectorBytes == 0 else { throw failure("its size, \(end) bytes, is not a multiple of 512") }
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { throw failure(String(cString: strerror(errno))) }
+        var bufferedCopy: Int32 = -1
+        if bufferedFD >= 0 {
+            bufferedCopy = fcntl(bufferedFD, F_DUPFD_CLOEXEC, 0)
+            guard bufferedCopy >= 0 else {
+                let error = errno
+                close(copy)
+                throw failure(String(cString: strerror(error)))
+            }
+        }
+        return DiskImage(path: newPath, readOnly: readOnly, sizeBytes: UInt64(end), direct: direct, fd: copy, bufferedFD: bufferedCopy)
     }
 
     deinit {
