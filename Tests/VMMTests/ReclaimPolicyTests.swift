@@ -290,6 +290,29 @@ struct ReclaimSimulation {
         #expect(simulation.policy.state == .busy)
     }
 
+    /// Reading stops: the squeeze follows within a couple of seconds, not the next interval (5 s).
+    @Test func aGuestThatStopsReadingIsSqueezedSoonAfter() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 300))
+        var requests: UInt64 = 0
+        for _ in 0..<(4 * 13) {
+            simulation.guest.tick()
+            requests += 1
+            var observation = simulation.guest.observation(resident: true)
+            observation.deviceRequests = requests
+            #expect(simulation.policy.step(observation) == nil)
+        }
+        let stoppedAt = simulation.guest.elapsed
+        var squeezedAt: Duration?
+        while squeezedAt == nil, simulation.guest.elapsed < stoppedAt + .seconds(10) {
+            simulation.guest.tick()
+            var observation = simulation.guest.observation(resident: simulation.policy.wantsCostlySample(at: simulation.guest.elapsed))
+            observation.deviceRequests = requests
+            if simulation.policy.step(observation) != nil { squeezedAt = simulation.guest.elapsed }
+        }
+        let delay = squeezedAt.map { $0 - stoppedAt }
+        #expect(delay != nil && delay! <= .seconds(2), "squeezed \(String(describing: delay)) after the reads stopped")
+    }
+
     @Test func nothingToGainMeansNoSqueeze() {
         var guest = SimulatedGuest(coldCacheMiB: 10)
         guest.residentFreeBytes = 6 * Self.mib
