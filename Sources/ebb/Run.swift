@@ -390,7 +390,7 @@ struct Run: ParsableCommand {
         guard let counters = machine.balloonCounters else { return }
         var line = "memory: guest RAM \(formatBytes(machine.configuration.memoryBytes)); free page reporting: \(counters.reportedRanges) ranges, \(formatBytes(counters.reportedBytes)) reported, \(formatBytes(counters.discardedBytes)) discarded, \(counters.discardFailures) failures"
         if counters.inflatedPages + counters.deflatedPages > 0 {
-            line += "; balloon: \(counters.inflatedPages) pages inflated (\(formatBytes(counters.inflateDiscardedBytes)) discarded), \(counters.deflatedPages) deflated"
+            line += "; balloon: \(counters.inflatedPages) pages inflated (\(formatBytes(counters.inflateDiscardedBytes)) discarded in \(counters.inflateDiscardCalls) runs), \(counters.deflatedPages) deflated"
         }
         if let actual = machine.balloonActualBytes, actual > 0 { line += ", actual \(formatBytes(actual))" }
         report(line)

@@ -17,6 +17,8 @@ public struct BalloonCounters: Sendable, Equatable {
     public var unalignedRanges: UInt64 = 0
     /// When the first report arrived (monotonic clock), for time-to-reclaim figures.
     public var firstReportAt: ContinuousClock.Instant?
+    /// `madvise` calls made for inflations: the runs of consecutive frames in each PFN array.
+    public var inflateDiscardCalls: UInt64 = 0
     /// Inflate and deflate, in 4 KiB pages; PFNs outside guest RAM are skipped and counted.
     public var inflatedPages: UInt64 = 0
     public var deflatedPages: UInt64 = 0

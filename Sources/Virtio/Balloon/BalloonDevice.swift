@@ -158,6 +158,7 @@ public final class BalloonDevice: VirtioDevice {
     }
 
     private func inflate(_ run: GuestRange, memory: GuestMemory) {
+        counters.inflateDiscardCalls += 1
         counters.inflatedPages += run.length / BalloonLimits.pageBytes
         counters.inflateDiscardedBytes += discard(run, memory: memory)
     }
@@ -173,9 +174,12 @@ public final class BalloonDevice: VirtioDevice {
     }
 
     /// Reads the PFN arrays of an inflate/deflate chain and hands over runs of consecutive valid
-    /// frames (one `madvise` per run instead of per page). Frames outside RAM are counted, skipped.
+    /// frames (one `madvise` per run instead of per page), in ascending order whatever order the
+    /// driver gave them in: Linux fills each array from a list it pushes its allocations onto,
+    /// so a run of pages allocated one after another arrives in descending order. A frame given
+    /// twice is handed over once. Frames outside RAM are counted, skipped.
     private func forEachPFNRun(in chain: DescriptorChain, memory: GuestMemory, _ body: (GuestRange) -> Void) throws(QueueError) {
-        var runs = ContiguousRuns()
+        var frames: [UInt64] = []
         var bytesSeen = 0
         for descriptor in chain.descriptors {
             guard !descriptor.isDeviceWritable else { throw .wrongDirection("balloon PFN buffer is device-writable") }
@@ -192,8 +196,17 @@ public final class BalloonDevice: VirtioDevice {
                     counters.invalidPFNs += 1
                     continue
                 }
-                if let finished = runs.add(page, memory: memory) { body(finished) }
+                frames.append(pfn)
             }
+        }
+        frames.sort()
+        var runs = ContiguousRuns()
+        var previous: UInt64?
+        for pfn in frames where pfn != previous {
+            previous = pfn
+            // Checked above: a valid page of RAM.
+            guard let page = GuestRange(start: GuestAddress(pfn << 12), length: BalloonLimits.pageBytes) else { continue }
+            if let finished = runs.add(page, memory: memory) { body(finished) }
         }
         if let last = runs.pending { body(last) }
     }
