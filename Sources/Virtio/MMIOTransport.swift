@@ -80,7 +80,7 @@ public final class VirtioMMIOTransport: BusDevice {
                 onBroken: @escaping @Sendable (String) -> Void, onDriverReady: @escaping @Sendable (UInt64) -> Void = { _ in }) {
         name = device.name
         deviceID = device.deviceID
-        offeredFeatures = device.offeredFeatures
+        offeredFeatures = device.offeredFeatures | VirtioFeature.ringEventIndex
         tickInterval = device.tickInterval
         hostEventSources = device.hostEventSources
         hostSystemCalls = device.hostSystemCalls
@@ -229,8 +229,9 @@ public final class VirtioMMIOTransport: BusDevice {
             }
             guard work.isLive, index >= 0, index < work.queues.count, var queue = work.queues[index] else { return false }
             let used = try work.device.process(queueIndex: index, queue: &queue, memory: memory)
+            let wanted = used && queue.wantsInterrupt(memory: memory)
             work.queues[index] = queue
-            return used && queue.wantsInterrupt(memory: memory)
+            return wanted
         }
     }
 
@@ -247,8 +248,15 @@ public final class VirtioMMIOTransport: BusDevice {
     public func hostEvent(source index: Int) {
         performQueueWork { work throws(QueueError) -> Bool in
             guard work.isLive else { return false }
-            let used = try work.device.hostEvent(source: index, queues: &work.queues, memory: memory)
-            return used && work.queues.contains { $0?.wantsInterrupt(memory: memory) ?? false }
+            guard try work.device.hostEvent(source: index, queues: &work.queues, memory: memory) else { return false }
+            // Every queue is asked (a queue with nothing new used never wants one).
+            var wanted = false
+            for queueIndex in work.queues.indices {
+                guard var queue = work.queues[queueIndex] else { continue }
+                if queue.wantsInterrupt(memory: memory) { wanted = true }
+                work.queues[queueIndex] = queue
+            }
+            return wanted
         }
     }
 
@@ -293,7 +301,8 @@ public final class VirtioMMIOTransport: BusDevice {
         let maximum = registers.queueMaximumSizes[index]
         return work.withLock { work -> String? in
             do {
-                let queue = try SplitQueue(configuration, maximumSize: maximum, memory: memory)
+                let eventIndex = registers.driverFeatures & VirtioFeature.ringEventIndex != 0
+                let queue = try SplitQueue(configuration, maximumSize: maximum, memory: memory, eventIndex: eventIndex)
                 guard index < work.queues.count else { return nil }
                 work.queues[index] = queue
                 registers.queueConfigurations[index].ready = true

@@ -49,9 +49,14 @@ public struct SplitQueue: Sendable {
     /// The next avail ring slot the device will read, and the next used index it will publish.
     public private(set) var nextAvail: UInt16 = 0
     public private(set) var nextUsed: UInt16 = 0
+    /// VIRTIO_F_RING_EVENT_IDX negotiated: `used_event` and `avail_event` replace the flags.
+    public let eventIndex: Bool
+    /// With `eventIndex`: the used index when an interrupt was last decided on; nil before.
+    private var signalledUsed: UInt16?
 
-    /// Validates the driver's configuration: power-of-two size, aligned rings inside guest RAM.
-    public init(_ configuration: QueueConfiguration, maximumSize: UInt16, memory: GuestMemory) throws(QueueError) {
+    /// Validates the driver's configuration: power-of-two size, aligned rings inside guest RAM
+    /// (their lengths include `used_event` and `avail_event`, which every driver lays out).
+    public init(_ configuration: QueueConfiguration, maximumSize: UInt16, memory: GuestMemory, eventIndex: Bool = false) throws(QueueError) {
         let size = configuration.size
         guard size > 0, size & (size - 1) == 0 else { throw .notPowerOfTwo(size: size) }
         guard size <= maximumSize else { throw .sizeTooLarge(size: size, maximum: maximumSize) }
@@ -69,13 +74,25 @@ public struct SplitQueue: Sendable {
         descriptorTable = GuestAddress(configuration.descriptorTable)
         availRing = GuestAddress(configuration.availRing)
         usedRing = GuestAddress(configuration.usedRing)
+        self.eventIndex = eventIndex
     }
+
+    private var usedEventOffset: UInt64 { 4 + 2 * UInt64(size) }
+    private var availEventOffset: UInt64 { 4 + 8 * UInt64(size) }
 
     /// The next chain the driver made available, or nil when there is none.
     public mutating func popChain(memory: GuestMemory) throws(QueueError) -> DescriptorChain? {
-        let availIndex = try load(UInt16.self, availRing, offset: 2, memory: memory)
+        var availIndex = try load(UInt16.self, availRing, offset: 2, memory: memory)
+        if availIndex == nextAvail {
+            guard eventIndex else { return nil }
+            // Empty: ask for a notification at the next entry, then look once more (one made
+            // available before the driver saw avail_event sends none).
+            try store(nextAvail, usedRing, offset: availEventOffset, memory: memory)
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            availIndex = try load(UInt16.self, availRing, offset: 2, memory: memory)
+            if availIndex == nextAvail { return nil }
+        }
         let pending = availIndex &- nextAvail
-        if pending == 0 { return nil }
         guard pending <= size else { throw .availIndexTooFarAhead(pending: pending, size: size) }
         // Read the ring entry only after seeing the index that published it.
         atomicMemoryFence(ordering: .acquiring)
@@ -123,15 +140,33 @@ public struct SplitQueue: Sendable {
     /// notifications (each an exit) tell it nothing new. After clearing it the device must look
     /// at the ring once more: a chain made available before the driver saw the flag clear sends
     /// no notification. A full fence orders the flag before that look.
+    /// With `eventIndex` the flag means nothing to the driver: an `avail_event` left behind the
+    /// driver's index asks for no notification, and enabling sets it to the next entry.
     public func setNotifications(enabled: Bool, memory: GuestMemory) {
-        try? store(enabled ? 0 : Flag.noNotify, usedRing, offset: 0, memory: memory)
+        if eventIndex {
+            if enabled { try? store(nextAvail, usedRing, offset: availEventOffset, memory: memory) }
+        } else {
+            try? store(enabled ? 0 : Flag.noNotify, usedRing, offset: 0, memory: memory)
+        }
         if enabled { atomicMemoryFence(ordering: .sequentiallyConsistent) }
     }
 
-    /// False when the driver set VIRTQ_AVAIL_F_NO_INTERRUPT.
-    public func wantsInterrupt(memory: GuestMemory) -> Bool {
-        let flags = (try? load(UInt16.self, availRing, offset: 0, memory: memory)) ?? 0
-        return flags & Flag.noInterrupt == 0
+    /// Whether the driver wants an interrupt for what was used since this was last asked: unless
+    /// it set VIRTQ_AVAIL_F_NO_INTERRUPT or, with `eventIndex`, unless the used index has not
+    /// passed its `used_event` (virtio 1.2, 2.7.10; the first time, always). A hostile value only
+    /// costs the guest its own interrupts.
+    public mutating func wantsInterrupt(memory: GuestMemory) -> Bool {
+        guard eventIndex else {
+            let flags = (try? load(UInt16.self, availRing, offset: 0, memory: memory)) ?? 0
+            return flags & Flag.noInterrupt == 0
+        }
+        // The used index was published before used_event is read.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        defer { signalledUsed = nextUsed }
+        guard let old = signalledUsed, let event = try? load(UInt16.self, availRing, offset: usedEventOffset, memory: memory) else {
+            return true
+        }
+        return nextUsed &- event &- 1 < nextUsed &- old
     }
 
     private func load<T: FixedWidthInteger>(_ type: T.Type, _ ring: GuestAddress, offset: UInt64, memory: GuestMemory) throws(QueueError) -> T {

@@ -12,6 +12,10 @@ public enum VirtioStatus {
 public enum VirtioFeature {
     /// VIRTIO_F_VERSION_1: the device is not legacy. Ebb requires it.
     public static let version1: UInt64 = 1 << 32
+    /// VIRTIO_F_RING_EVENT_IDX: the driver says after which used entry it wants an interrupt
+    /// (`used_event`), the device after which avail entry it wants a notification
+    /// (`avail_event`). Offered for every device by the transport.
+    public static let ringEventIndex: UInt64 = 1 << 29
 }
 
 /// InterruptStatus bits (virtio 1.2, 4.2.2).

@@ -22,6 +22,37 @@ import Testing
         #expect(try driver.usedEntry(0) == (0, 7))
     }
 
+    /// VIRTIO_F_RING_EVENT_IDX: an interrupt only once the used index passes the driver's
+    /// used_event, and an empty ring asks for a notification at the next entry (avail_event).
+    @Test func eventIndicesDecideInterruptsAndNotifications() throws {
+        let memory = try makeMemory()
+        var driver = TestDriver(memory: memory, size: 8)
+        try driver.setDescriptor(0, address: 0x100000, length: 8)
+        var queue = try SplitQueue(driver.configuration, maximumSize: 8, memory: memory, eventIndex: true)
+        let usedEvent = GuestAddress(driver.availRing + 4 + 2 * 8), availEvent = GuestAddress(driver.usedRing + 4 + 8 * 8)
+        #expect(try queue.popChain(memory: memory) == nil)
+        #expect(try memory.load(UInt16.self, at: availEvent) == 0)
+        for round in 1...3 {
+            try driver.makeAvailable(0)
+            let chain = try #require(try queue.popChain(memory: memory))
+            try queue.pushUsed(head: chain.head, length: 0, memory: memory)
+            // The first decision always interrupts; then the driver asks for one after entry 2.
+            try memory.store(UInt16(2), at: usedEvent)
+            let wanted = queue.wantsInterrupt(memory: memory)
+            #expect(wanted == (round != 2), "round \(round)")
+            #expect(try queue.popChain(memory: memory) == nil)
+            #expect(try memory.load(UInt16.self, at: availEvent) == UInt16(round))
+        }
+        // The flags mean nothing now: VIRTQ_AVAIL_F_NO_INTERRUPT does not suppress the interrupt.
+        try memory.store(UInt16(1), at: GuestAddress(driver.availRing))
+        try memory.store(UInt16(3), at: usedEvent)
+        try driver.makeAvailable(0)
+        let chain = try #require(try queue.popChain(memory: memory))
+        try queue.pushUsed(head: chain.head, length: 0, memory: memory)
+        let wanted = queue.wantsInterrupt(memory: memory)
+        #expect(wanted)
+    }
+
     @Test func indicesWrapAround() throws {
         let memory = try makeMemory()
         var driver = TestDriver(memory: memory, size: 4)
