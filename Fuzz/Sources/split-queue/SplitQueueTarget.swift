@@ -2,7 +2,8 @@ import FuzzSupport
 import GuestMemory
 import Virtio
 
-/// The split queue alone: a queue configuration (size, ring addresses anywhere), RAM as the
+/// The split queue alone: a queue configuration (size, ring addresses anywhere, event indices or
+/// not), RAM as the
 /// fuzzer writes it, then chains popped and returned. Every chain the queue hands out must lie in
 /// RAM and be no longer than the queue; anything else it must refuse with a `QueueError`.
 func fuzzSplitQueue(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
@@ -17,7 +18,8 @@ func fuzzSplitQueue(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let maximum = input.integer(UInt16.self)
     FuzzGuest.load(image: input.rest())
     let memory = FuzzGuest.memory
-    guard var queue = try? SplitQueue(configuration, maximumSize: maximum, memory: memory) else { return 0 }
+    // Bit 3 of the placement byte: VIRTIO_F_RING_EVENT_IDX negotiated (used_event, avail_event).
+    guard var queue = try? SplitQueue(configuration, maximumSize: maximum, memory: memory, eventIndex: placement & 8 != 0) else { return 0 }
     precondition(queue.size == configuration.size && queue.size <= maximum)
     for _ in 0..<Int(queue.size) * 2 {
         let chain: DescriptorChain?
