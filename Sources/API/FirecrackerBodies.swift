@@ -24,6 +24,12 @@ extension Decoder {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [unknown], debugDescription: "unknown field '\(unknown.stringValue)'"))
         }
     }
+
+    /// The value of a body's one field, which it must have; any other field is refused.
+    func onlyField<Key: CodingKey & CaseIterable, Value: Decodable>(_ key: Key, as type: Value.Type) throws -> Value {
+        try rejectUnknownKeys(Key.self)
+        return try container(keyedBy: Key.self).decode(Value.self, forKey: key)
+    }
 }
 
 /// A body that could not be used: the text is the API's `fault_message` or the config file error.
@@ -159,10 +165,7 @@ public struct BalloonUpdateBody: Decodable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable { case amountMib = "amount_mib" }
 
-    public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self)
-        amountMib = try decoder.container(keyedBy: CodingKeys.self).decode(UInt64.self, forKey: .amountMib)
-    }
+    public init(from decoder: any Decoder) throws { amountMib = try decoder.onlyField(CodingKeys.amountMib, as: UInt64.self) }
 }
 
 /// PATCH /balloon/statistics: a new statistics interval, after the start. Firecracker's rule:
@@ -174,8 +177,7 @@ public struct BalloonStatisticsUpdateBody: Decodable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable { case statsPollingIntervalS = "stats_polling_interval_s" }
 
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self)
-        statsPollingIntervalS = try decoder.container(keyedBy: CodingKeys.self).decode(Int64.self, forKey: .statsPollingIntervalS)
+        statsPollingIntervalS = try decoder.onlyField(CodingKeys.statsPollingIntervalS, as: Int64.self)
     }
 }
 
@@ -289,10 +291,7 @@ public struct ActionBody: Decodable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable { case actionType = "action_type" }
 
-    public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self)
-        actionType = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .actionType)
-    }
+    public init(from decoder: any Decoder) throws { actionType = try decoder.onlyField(CodingKeys.actionType, as: String.self) }
 }
 
 /// Firecracker's `--config-file`: the same sections as the API's PUTs, in one JSON object.
@@ -424,8 +423,5 @@ public struct VMStateBody: Decodable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable { case state }
 
-    public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self)
-        state = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .state)
-    }
+    public init(from decoder: any Decoder) throws { state = try decoder.onlyField(CodingKeys.state, as: String.self) }
 }
