@@ -1,10 +1,13 @@
 import Virtio
 
 extension Machine {
-    /// The transport of the first device of type `D`: how the API and the summary reach a device.
-    func transport<D: VirtioDevice>(of type: D.Type) -> VirtioMMIOTransport? {
-        virtioDevices.first { $0.transport.withDevice(type) { _ in true } ?? false }?.transport
+    /// The first device of type `D` as the machine holds it: its transport and its thread.
+    func attachedDevice<D: VirtioDevice>(of type: D.Type) -> AttachedVirtioDevice? {
+        virtioDevices.first { $0.transport.withDevice(type) { _ in true } ?? false }
     }
+
+    /// The transport of the first device of type `D`: how the API and the summary reach a device.
+    func transport<D: VirtioDevice>(of type: D.Type) -> VirtioMMIOTransport? { attachedDevice(of: type)?.transport }
 
     /// Runs `body` with the first device of type `D`, under its transport's lock; nil without one.
     public func withDevice<D: VirtioDevice, R: Sendable>(_ type: D.Type, _ body: @Sendable (D) -> R) -> R? {
@@ -40,8 +43,7 @@ extension Machine {
     public func setBalloonStatisticsInterval(_ interval: Duration) throws {
         changedStatisticsInterval.withLock { $0 = interval }
         let polled = reclaimer == nil ? interval : min(interval, MachineResources.Defaults.reclaimStatisticsInterval)
-        let balloon = virtioDevices.first { $0.transport.withDevice(BalloonDevice.self) { _ in true } ?? false }
-        try balloon?.eventLoop.restartTimer(interval: polled)
+        try attachedDevice(of: BalloonDevice.self)?.eventLoop.restartTimer(interval: polled)
     }
 
     /// The balloon's `actual` as the driver last wrote it, in bytes.
