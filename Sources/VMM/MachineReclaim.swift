@@ -24,11 +24,12 @@ extension Machine {
             let c = disk.counters
             return total + c.reads + c.writes + c.flushes + c.discards + c.writeZeroes
         }
+        let networkBytes = networkInterfaces.reduce(UInt64(0)) { $0 + $1.counters.receivedBytes + $1.counters.sentBytes }
         return ReclaimObservation(
             elapsed: elapsed, statistics: GuestMemoryStatistics(tags: counters.guestStatistics),
             statisticsUpdates: counters.statisticsUpdates,
             haltedNanoseconds: sampleCostly ? idleNanoseconds() : nil,
-            vcpuCount: vcpus.count, deviceRequests: requests,
+            vcpuCount: vcpus.count, deviceRequests: requests, networkBytes: networkBytes,
             residentBytes: sampleCostly ? residentBytes(ofMappingAt: memory.hostMapping.start) : nil,
             balloonActualBytes: actual,
             deflatedBytes: counters.deflatedPages * BalloonLimits.pageBytes)

@@ -28,6 +28,11 @@ struct SimulatedGuest {
     /// Free memory the guest keeps back from the balloon, reclaiming cache instead (its watermark
     /// reserves); MemAvailable leaves it out.
     var reserveBytes: UInt64 = 0
+    /// What the balloon still gets each tick once the guest has nothing left to give: the odd
+    /// page kswapd freed, out of its reserves.
+    var trickleBytes: UInt64 = 0
+    /// Bytes the guest's NICs have moved so far.
+    var networkBytes: UInt64 = 0
     var busy = false
     var majorFaults: UInt64 = 0
     var swapOutBytes: UInt64 = 0
@@ -74,6 +79,7 @@ struct SimulatedGuest {
                 balloonBytes += evicted
                 take -= evicted
             }
+            balloonBytes += min(take, trickleBytes, freeBytes)
         } else if targetBytes < balloonBytes {
             // Deflated pages come back free, and the host no longer backs them.
             deflate(min(balloonBytes - targetBytes, max(driverStepBytes, 64 << 20)))
@@ -94,7 +100,7 @@ struct SimulatedGuest {
                                                oomKills: oomKills)
         return ReclaimObservation(elapsed: elapsed, statistics: statistics, statisticsUpdates: statisticsUpdates,
                                   haltedNanoseconds: haltedNanoseconds, vcpuCount: 1, deviceRequests: 0,
-                                  residentBytes: resident ? hostResidentBytes : nil, balloonActualBytes: balloonBytes,
+                                  networkBytes: networkBytes, residentBytes: resident ? hostResidentBytes : nil, balloonActualBytes: balloonBytes,
                                   deflatedBytes: deflatedBytes)
     }
 }
@@ -311,6 +317,43 @@ struct ReclaimSimulation {
         }
         let delay = squeezedAt.map { $0 - stoppedAt }
         #expect(delay != nil && delay! <= .seconds(2), "squeezed \(String(describing: delay)) after the reads stopped")
+    }
+
+    /// A guest moving megabytes a second on its NICs is left alone, as one reading its disk, and
+    /// squeezed soon after it stops; background chatter (a few KiB a second) stops nothing.
+    @Test func aGuestMovingDataOnTheNetworkIsLeftToFinish() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 300))
+        simulation.run(for: .seconds(30)) { $0.guest.networkBytes += 1 << 20 }
+        #expect(simulation.policy.counters.squeezes == 0)
+        #expect(simulation.policy.state == .busy)
+        let stoppedAt = simulation.guest.elapsed
+        var squeezedAt: Duration?
+        simulation.run(for: .seconds(10)) { simulation in
+            simulation.guest.networkBytes += 1 << 10
+            if squeezedAt == nil, simulation.policy.state == .squeezing { squeezedAt = simulation.guest.elapsed }
+        }
+        let delay = squeezedAt.map { $0 - stoppedAt }
+        #expect(delay != nil && delay! <= .seconds(2), "squeezed \(String(describing: delay)) after the transfer stopped")
+        #expect(simulation.guest.coldCacheBytes <= 8 * Self.mib)
+    }
+
+    /// tmpfs written after boot looks like cache the guest could drop. The squeeze for it takes
+    /// the free memory and then gets only the odd page: it stalls, and the cache the guest held
+    /// on to is counted as tmpfs from then on, so no squeeze comes for it again.
+    @Test func tmpfsWrittenAfterBootIsLearnedFromTheSqueezeThatStalledOnIt() {
+        var guest = SimulatedGuest(coldCacheMiB: 0, shmemMiB: 4)
+        guest.reserveBytes = 16 * Self.mib
+        guest.trickleBytes = 64 << 10
+        var simulation = ReclaimSimulation(guest)
+        simulation.run(for: .seconds(6))
+        simulation.guest.shmemBytes += 200 * Self.mib
+        simulation.run(for: .seconds(30))
+        #expect(simulation.policy.counters.squeezes == 1)
+        #expect(simulation.policy.counters.aborts[.stalled] == 1, "\(simulation.policy.counters)")
+        #expect(simulation.policy.persistentCacheBytes == 204 * Self.mib)
+        #expect(simulation.guest.balloonBytes == 0, "let go")
+        simulation.run(for: .seconds(120))
+        #expect(simulation.policy.counters.squeezes == 1, "no squeeze for the tmpfs after the back-off")
     }
 
     @Test func nothingToGainMeansNoSqueeze() {

@@ -15,6 +15,8 @@ public struct ReclaimObservation: Sendable, Equatable {
     public var vcpuCount: Int
     /// Requests the other devices (disks) have served so far.
     public var deviceRequests: UInt64
+    /// Bytes the guest's NICs have moved so far, both ways.
+    public var networkBytes: UInt64
     /// Guest RAM resident on the host; sampled only when the policy wants it (`wantsCostlySample`).
     public var residentBytes: UInt64?
     /// The balloon's `actual` as the driver last wrote it.
@@ -23,14 +25,15 @@ public struct ReclaimObservation: Sendable, Equatable {
     public var deflatedBytes: UInt64
 
     public init(elapsed: Duration, statistics: GuestMemoryStatistics?, statisticsUpdates: UInt64,
-                haltedNanoseconds: UInt64?, vcpuCount: Int, deviceRequests: UInt64 = 0, residentBytes: UInt64?,
-                balloonActualBytes: UInt64, deflatedBytes: UInt64 = 0) {
+                haltedNanoseconds: UInt64?, vcpuCount: Int, deviceRequests: UInt64 = 0, networkBytes: UInt64 = 0,
+                residentBytes: UInt64?, balloonActualBytes: UInt64, deflatedBytes: UInt64 = 0) {
         self.elapsed = elapsed
         self.statistics = statistics
         self.statisticsUpdates = statisticsUpdates
         self.haltedNanoseconds = haltedNanoseconds
         self.vcpuCount = vcpuCount
         self.deviceRequests = deviceRequests
+        self.networkBytes = networkBytes
         self.residentBytes = residentBytes
         self.balloonActualBytes = balloonActualBytes
         self.deflatedBytes = deflatedBytes

@@ -17,7 +17,9 @@ import GuestMemory
 ///   swap-out back off for `backOffIntervals` and, for a refetch, raise the floor (while backed
 ///   off for a refetch only, a squeeze for free pages alone, which takes no cache, still runs); an OOM kill
 ///   (Linux 6.12+) or the driver deflating on OOM during a squeeze stops squeezing for
-///   `outOfMemoryPause`; a squeeze whose `actual` stops moving ends where it got to.
+///   `outOfMemoryPause`; a squeeze whose `actual` stops moving ends where it got to, and the
+///   cache the guest kept through it counts as tmpfs from then on.
+/// - No squeeze while the guest reads its disks or moves data on its NICs: it is using that memory.
 /// - A target the user set wins: no squeeze while it is non-zero, and setting one ends a squeeze.
 public struct ReclaimPolicy: Sendable {
     public enum State: String, Sendable {
@@ -52,10 +54,14 @@ public struct ReclaimPolicy: Sendable {
     public private(set) var userTargetBytes: UInt64
 
     private struct Baseline {
+        /// When the next decision is due from: moved earlier to look again soon.
         var elapsed: Duration
+        /// When these figures were seen, which rates are measured from.
+        var observedAt: Duration
         var updates: UInt64
         var halted: UInt64?
         var deviceRequests: UInt64
+        var networkBytes: UInt64
         var statistics: GuestMemoryStatistics?
     }
 
@@ -219,8 +225,8 @@ public struct ReclaimPolicy: Sendable {
 
     private mutating func decide(_ now: ReclaimObservation) -> UInt64? {
         let previous = lastDecision
-        lastDecision = Baseline(elapsed: now.elapsed, updates: now.statisticsUpdates, halted: now.haltedNanoseconds,
-                                deviceRequests: now.deviceRequests, statistics: now.statistics)
+        lastDecision = Baseline(elapsed: now.elapsed, observedAt: now.elapsed, updates: now.statisticsUpdates, halted: now.haltedNanoseconds,
+                                deviceRequests: now.deviceRequests, networkBytes: now.networkBytes, statistics: now.statistics)
         // Two updates of the guest's figures, the later one fresh: deltas mean something.
         guard let statistics = now.statistics, let previous, let before = previous.statistics,
               now.statisticsUpdates > previous.updates else { return nil }
@@ -260,14 +266,18 @@ public struct ReclaimPolicy: Sendable {
         let share = busyShare(now, since: previous)
         lastBusyShare = share
         let reading = now.deviceRequests > previous.deviceRequests
-        let busy = share > settings.idleBusyShare || reading
+        let transferring = isTransferring(now, since: previous)
+        let busy = share > settings.idleBusyShare || reading || transferring
         activity = busy ? .busy : .idle
         state = freePagesOnly ? pausedState : activity
         // The guest is filling its cache from a disk right now: squeezing would take what it is
         // reading (and cost it a pass over its free memory). Look again in a second rather than
         // an interval: the cache it read is coldest, and cheapest to return, once it stops (on
         // the emulated host this took 5-10 s off the time to return a guest's cache).
-        guard !reading else {
+        // The same while it moves data on the network: its buffers and the files it writes are
+        // in use, and a squeeze then took a 512 MiB guest's free memory in the middle of a
+        // transfer (the driver deflated on OOM, and the transfer ran at half speed).
+        guard !reading, !transferring else {
             lastDecision?.elapsed = now.elapsed - settings.interval + Self.recheckAfterReading
             return nil
         }
@@ -319,11 +329,18 @@ public struct ReclaimPolicy: Sendable {
         return target
     }
 
+    /// Whether the NICs moved more than `transferBytesPerSecond` since `previous`.
+    private func isTransferring(_ now: ReclaimObservation, since previous: Baseline) -> Bool {
+        guard now.networkBytes > previous.networkBytes else { return false }
+        let seconds = max(Double((now.elapsed - previous.observedAt).nanoseconds) / 1e9, 0.001)
+        return Double(now.networkBytes - previous.networkBytes) / seconds > Double(settings.transferBytesPerSecond)
+    }
+
     /// The vCPUs' share of the time since `previous` that they were not halted; 1 when unknown.
     private func busyShare(_ now: ReclaimObservation, since previous: Baseline) -> Double {
         guard let halted = now.haltedNanoseconds, let haltedBefore = previous.halted, halted >= haltedBefore,
               now.vcpuCount > 0 else { return 1 }
-        let wall = Double((now.elapsed - previous.elapsed).nanoseconds) * Double(now.vcpuCount)
+        let wall = Double((now.elapsed - previous.observedAt).nanoseconds) * Double(now.vcpuCount)
         guard wall > 0 else { return 1 }
         return max(0, 1 - Double(halted - haltedBefore) / wall)
     }
@@ -375,11 +392,20 @@ public struct ReclaimPolicy: Sendable {
             squeeze = current
             return current.target
         }
-        if actual > current.lastActual {
+        // Progress is a few MiB, not a page: a guest with nothing left to give (its "cache" is
+        // tmpfs) retries its allocations five times a second and gets the odd page kswapd freed,
+        // which kept a squeeze under full pressure until it timed out.
+        if actual >= current.lastActual + Self.smallestStageBytes {
             current.lastActual = actual
             current.progressAt = now.elapsed
         }
         if now.elapsed - current.progressAt >= settings.stallTimeout {
+            // The cache the guest held on to under the squeeze is none it can drop (the guest
+            // reports tmpfs and shmem as cache): counted as such, or every squeeze after the
+            // back-off would come for it again, each a pass over the guest's free memory.
+            if current.keepCacheBytes != nil, let statistics = now.statistics, now.statisticsUpdates > current.updatesAtStart {
+                persistentCacheBytes = max(persistentCacheBytes ?? 0, statistics.cacheBytes)
+            }
             end(current, now, abort: .stalled)
             backOff(.stall, at: now.elapsed)
             return release(at: now.elapsed)

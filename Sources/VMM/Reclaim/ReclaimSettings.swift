@@ -13,6 +13,10 @@ public struct ReclaimSettings: Sendable, Equatable {
     /// The guest is idle when its vCPUs ran (were not halted) at most this share of the interval
     /// and no other device served a request.
     public var idleBusyShare = 0.02
+    /// A guest whose NICs move more than this per second is using its memory for the traffic:
+    /// no squeeze until it stops (as for a guest reading its disk). Less is background chatter
+    /// (ARP, keepalives), which must not keep a guest from being squeezed for ever.
+    public var transferBytesPerSecond: UInt64 = 1 << 20
     /// A squeeze that would give back less than this, or than a sixteenth of the guest's free
     /// memory, is not worth the guest's pass over it.
     public var minimumGainBytes: UInt64 = 16 << 20
