@@ -80,7 +80,7 @@ public final class VirtioMMIOTransport: BusDevice {
                 onBroken: @escaping @Sendable (String) -> Void, onDriverReady: @escaping @Sendable (UInt64) -> Void = { _ in }) {
         name = device.name
         deviceID = device.deviceID
-        offeredFeatures = device.offeredFeatures | VirtioFeature.ringEventIndex
+        offeredFeatures = device.offeredFeatures | VirtioFeature.ringEventIndex | VirtioFeature.indirectDescriptors
         tickInterval = device.tickInterval
         hostEventSources = device.hostEventSources
         hostSystemCalls = device.hostSystemCalls
@@ -302,7 +302,9 @@ public final class VirtioMMIOTransport: BusDevice {
         return work.withLock { work -> String? in
             do {
                 let eventIndex = registers.driverFeatures & VirtioFeature.ringEventIndex != 0
-                let queue = try SplitQueue(configuration, maximumSize: maximum, memory: memory, eventIndex: eventIndex)
+                let indirect = registers.driverFeatures & VirtioFeature.indirectDescriptors != 0
+                let queue = try SplitQueue(configuration, maximumSize: maximum, memory: memory, eventIndex: eventIndex,
+                                           indirectDescriptors: indirect)
                 guard index < work.queues.count else { return nil }
                 work.queues[index] = queue
                 registers.queueConfigurations[index].ready = true

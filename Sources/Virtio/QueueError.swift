@@ -11,6 +11,8 @@ public enum QueueError: Error, Equatable, CustomStringConvertible {
     case chainTooLong(limit: Int)
     case chainTooLarge(totalBytes: UInt64)
     case indirectNotNegotiated
+    case nestedIndirect
+    case badIndirectTable(length: UInt32)
     case bufferOutsideRAM(address: UInt64, length: UInt32)
     case wrongDirection(String)
     case malformedRequest(String)
@@ -27,6 +29,8 @@ public enum QueueError: Error, Equatable, CustomStringConvertible {
         case let .chainTooLong(limit): return "descriptor chain longer than \(limit) (a loop?)"
         case let .chainTooLarge(total): return "descriptor chain of \(total) bytes exceeds 4 GiB"
         case .indirectNotNegotiated: return "indirect descriptor without VIRTIO_F_INDIRECT_DESC"
+        case .nestedIndirect: return "indirect descriptor inside an indirect table"
+        case let .badIndirectTable(length): return "indirect table of \(length) bytes (a multiple of 16, at most \(SplitQueue.maximumIndirectEntries) entries)"
         case let .bufferOutsideRAM(address, length): return "buffer 0x\(String(address, radix: 16)) (+\(length)) is outside guest RAM"
         case let .wrongDirection(what): return what
         case let .malformedRequest(what): return what

@@ -41,6 +41,8 @@ public struct SplitQueue: Sendable {
     static let descriptorBytes: UInt64 = 16
     /// A chain's buffers may not add up to more than this (virtio 1.2, 2.7.5: 2^32).
     static let maximumChainBytes: UInt64 = 1 << 32
+    /// The most entries an indirect table may have (QEMU's limit, VIRTQUEUE_MAX_SIZE).
+    public static let maximumIndirectEntries = 1024
 
     public let size: UInt16
     let descriptorTable: GuestAddress
@@ -53,10 +55,13 @@ public struct SplitQueue: Sendable {
     public let eventIndex: Bool
     /// With `eventIndex`: the used index when an interrupt was last decided on; nil before.
     private var signalledUsed: UInt16?
+    /// VIRTIO_F_INDIRECT_DESC negotiated: a chain may end in a descriptor naming a table.
+    public let indirectDescriptors: Bool
 
     /// Validates the driver's configuration: power-of-two size, aligned rings inside guest RAM
     /// (their lengths include `used_event` and `avail_event`, which every driver lays out).
-    public init(_ configuration: QueueConfiguration, maximumSize: UInt16, memory: GuestMemory, eventIndex: Bool = false) throws(QueueError) {
+    public init(_ configuration: QueueConfiguration, maximumSize: UInt16, memory: GuestMemory, eventIndex: Bool = false,
+                indirectDescriptors: Bool = false) throws(QueueError) {
         let size = configuration.size
         guard size > 0, size & (size - 1) == 0 else { throw .notPowerOfTwo(size: size) }
         guard size <= maximumSize else { throw .sizeTooLarge(size: size, maximum: maximumSize) }
@@ -75,6 +80,7 @@ public struct SplitQueue: Sendable {
         availRing = GuestAddress(configuration.availRing)
         usedRing = GuestAddress(configuration.usedRing)
         self.eventIndex = eventIndex
+        self.indirectDescriptors = indirectDescriptors
     }
 
     private var usedEventOffset: UInt64 { 4 + 2 * UInt64(size) }
@@ -100,17 +106,41 @@ public struct SplitQueue: Sendable {
         guard head < size else { throw .headOutOfRange(index: head, size: size) }
 
         var descriptors: [Descriptor] = []
-        var index = head
         var totalBytes: UInt64 = 0
+        // The table being walked: the ring's, or the indirect one the chain ended in (virtio
+        // 1.2, 2.7.5.3: direct descriptors, then at most one naming a table, which holds the
+        // rest). A walk longer than its table loops.
+        var table = descriptorTable
+        var tableEntries = Int(size)
+        var inIndirectTable = false
+        var walked = 0
+        var index = head
         while true {
-            // A chain can never be longer than the table: anything longer loops.
-            guard descriptors.count < Int(size) else { throw .chainTooLong(limit: Int(size)) }
+            guard walked < tableEntries else { throw .chainTooLong(limit: tableEntries) }
+            walked += 1
             let base = Self.descriptorBytes * UInt64(index)
-            let address = try load(UInt64.self, descriptorTable, offset: base, memory: memory)
-            let length = try load(UInt32.self, descriptorTable, offset: base + 8, memory: memory)
-            let flags = try load(UInt16.self, descriptorTable, offset: base + 12, memory: memory)
-            let next = try load(UInt16.self, descriptorTable, offset: base + 14, memory: memory)
-            guard flags & Flag.indirect == 0 else { throw .indirectNotNegotiated }
+            let address = try load(UInt64.self, table, offset: base, memory: memory)
+            let length = try load(UInt32.self, table, offset: base + 8, memory: memory)
+            let flags = try load(UInt16.self, table, offset: base + 12, memory: memory)
+            let next = try load(UInt16.self, table, offset: base + 14, memory: memory)
+            if flags & Flag.indirect != 0 {
+                guard indirectDescriptors else { throw .indirectNotNegotiated }
+                guard !inIndirectTable else { throw .nestedIndirect }
+                let entries = Int(length) / Int(Self.descriptorBytes)
+                guard length % UInt32(Self.descriptorBytes) == 0, entries > 0, entries <= Self.maximumIndirectEntries else {
+                    throw .badIndirectTable(length: length)
+                }
+                guard memory.contains(GuestAddress(address), length: UInt64(length)) else {
+                    throw .bufferOutsideRAM(address: address, length: length)
+                }
+                // Its own write and next flags mean nothing: the table's first entry follows.
+                table = GuestAddress(address)
+                tableEntries = entries
+                inIndirectTable = true
+                walked = 0
+                index = 0
+                continue
+            }
             guard length == 0 || memory.contains(GuestAddress(address), length: UInt64(length)) else {
                 throw .bufferOutsideRAM(address: address, length: length)
             }
@@ -118,7 +148,7 @@ public struct SplitQueue: Sendable {
             guard totalBytes <= Self.maximumChainBytes else { throw .chainTooLarge(totalBytes: totalBytes) }
             descriptors.append(Descriptor(address: GuestAddress(address), length: length, isDeviceWritable: flags & Flag.write != 0))
             guard flags & Flag.next != 0 else { break }
-            guard next < size else { throw .nextOutOfRange(index: next, size: size) }
+            guard Int(next) < tableEntries else { throw .nextOutOfRange(index: next, size: UInt16(clamping: tableEntries)) }
             index = next
         }
         nextAvail &+= 1

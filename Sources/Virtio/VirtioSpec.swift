@@ -16,6 +16,10 @@ public enum VirtioFeature {
     /// (`used_event`), the device after which avail entry it wants a notification
     /// (`avail_event`). Offered for every device by the transport.
     public static let ringEventIndex: UInt64 = 1 << 29
+    /// VIRTIO_F_INDIRECT_DESC: a descriptor may point at a table of descriptors, so a request of
+    /// many buffers takes one ring slot (Linux's virtio_net sends a 64 KiB segment of 17 pages in
+    /// one slot instead of 19). Offered for every device by the transport.
+    public static let indirectDescriptors: UInt64 = 1 << 28
 }
 
 /// InterruptStatus bits (virtio 1.2, 4.2.2).

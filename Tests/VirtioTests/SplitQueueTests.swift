@@ -53,6 +53,71 @@ import Testing
         #expect(wanted)
     }
 
+    /// VIRTIO_F_INDIRECT_DESC: a chain whose descriptor names a table continues in that table,
+    /// after any direct descriptors before it; the indirect descriptor's own flags mean nothing.
+    @Test func indirectTablesHoldTheRestOfAChain() throws {
+        let memory = try makeMemory()
+        var driver = TestDriver(memory: memory, size: 8)
+        let table: UInt64 = 0x300000
+        func entry(_ index: UInt64, address: UInt64, length: UInt32, flags: UInt16, next: UInt16 = 0) throws {
+            try memory.store(address, at: GuestAddress(table + 16 * index))
+            try memory.store(length, at: GuestAddress(table + 16 * index + 8))
+            try memory.store(flags, at: GuestAddress(table + 16 * index + 12))
+            try memory.store(next, at: GuestAddress(table + 16 * index + 14))
+        }
+        try entry(0, address: 0x100000, length: 12, flags: 1, next: 2)
+        try entry(2, address: 0x101000, length: 4096, flags: 1 | 2, next: 1)
+        try entry(1, address: 0x102000, length: 100, flags: 2)
+        try driver.setDescriptor(0, address: table, length: 48, flags: 4 | 2)
+        try driver.setDescriptor(5, address: 0x200000, length: 8, flags: 1, next: 6)
+        try driver.setDescriptor(6, address: table, length: 48, flags: 4)
+        try driver.makeAvailable(0)
+        try driver.makeAvailable(5)
+        var queue = try SplitQueue(driver.configuration, maximumSize: 8, memory: memory, indirectDescriptors: true)
+        let tableDescriptors = [
+            Descriptor(address: GuestAddress(0x100000), length: 12, isDeviceWritable: false),
+            Descriptor(address: GuestAddress(0x101000), length: 4096, isDeviceWritable: true),
+            Descriptor(address: GuestAddress(0x102000), length: 100, isDeviceWritable: true),
+        ]
+        #expect(try queue.popChain(memory: memory) == DescriptorChain(head: 0, descriptors: tableDescriptors))
+        #expect(try queue.popChain(memory: memory) == DescriptorChain(
+            head: 5, descriptors: [Descriptor(address: GuestAddress(0x200000), length: 8, isDeviceWritable: false)] + tableDescriptors))
+    }
+
+    @Test func refusesHostileIndirectTables() throws {
+        let memory = try makeMemory()
+        let table: UInt64 = 0x300000
+        func firstPop(tableLength: UInt32, at address: UInt64 = table, _ build: () throws -> Void = {}) throws -> QueueError? {
+            for offset in stride(from: UInt64(0), to: 64 * 16, by: 8) { try memory.store(UInt64(0), at: GuestAddress(table + offset)) }
+            try build()
+            var driver = TestDriver(memory: memory, size: 8)
+            try driver.setDescriptor(0, address: address, length: tableLength, flags: 4)
+            try driver.makeAvailable(0)
+            var queue = try SplitQueue(driver.configuration, maximumSize: 8, memory: memory, indirectDescriptors: true)
+            do { _ = try queue.popChain(memory: memory); return nil } catch { return error }
+        }
+        func entry(_ index: UInt64, address: UInt64, length: UInt32, flags: UInt16, next: UInt16 = 0) throws {
+            try memory.store(address, at: GuestAddress(table + 16 * index))
+            try memory.store(length, at: GuestAddress(table + 16 * index + 8))
+            try memory.store(flags, at: GuestAddress(table + 16 * index + 12))
+            try memory.store(next, at: GuestAddress(table + 16 * index + 14))
+        }
+        #expect(try firstPop(tableLength: 32) == nil)
+        // Not a whole number of entries, none, or more than 1024.
+        #expect(try firstPop(tableLength: 24) == .badIndirectTable(length: 24))
+        #expect(try firstPop(tableLength: 0) == .badIndirectTable(length: 0))
+        #expect(try firstPop(tableLength: 1025 * 16) == .badIndirectTable(length: 1025 * 16))
+        // A table outside RAM, or straddling its end.
+        #expect(try firstPop(tableLength: 32, at: 0x7fff_0000_0000) == .bufferOutsideRAM(address: 0x7fff_0000_0000, length: 32))
+        #expect(try firstPop(tableLength: 32, at: (16 << 20) - 16) == .bufferOutsideRAM(address: (16 << 20) - 16, length: 32))
+        // A table naming another table.
+        #expect(try firstPop(tableLength: 32) { try entry(0, address: table, length: 32, flags: 4) } == .nestedIndirect)
+        // A loop inside the table, a next beyond it, a buffer outside RAM.
+        #expect(try firstPop(tableLength: 32) { try entry(0, address: 0x100000, length: 8, flags: 1, next: 1); try entry(1, address: 0x100000, length: 8, flags: 1, next: 0) } == .chainTooLong(limit: 2))
+        #expect(try firstPop(tableLength: 32) { try entry(0, address: 0x100000, length: 8, flags: 1, next: 2) } == .nextOutOfRange(index: 2, size: 2))
+        #expect(try firstPop(tableLength: 32) { try entry(0, address: 0x7fff_0000_0000, length: 8, flags: 0) } == .bufferOutsideRAM(address: 0x7fff_0000_0000, length: 8))
+    }
+
     @Test func indicesWrapAround() throws {
         let memory = try makeMemory()
         var driver = TestDriver(memory: memory, size: 4)
