@@ -245,7 +245,7 @@ extension HeavyGuestTests {
             #expect(outcome.status == 0, "\(outcome.output.suffix(4000))")
             #expect(outcome.output.contains("driver=virtio_net"), "\(outcome.output.suffix(3000))")
             #expect(outcome.output.contains("ebb: virtio-net 'ebbnet0': driver ready"), "\(outcome.output.suffix(3000))")
-            #expect(outcome.number("ping-received") == 5, "\(outcome.output.suffix(3000))")
+            #expect(outcome.number("ping-received") == 10, "\(outcome.output.suffix(3000))")
             #expect(outcome.number("rx-ok") == 1, "host to guest: \(outcome.output.suffix(3000))")
             #expect(outcome.number("tx-ok") == 1, "guest to host: \(outcome.output.suffix(3000))")
             #expect(outcome.figures["status"] == "0", "ebb's exit status: \(outcome.figures["status"] ?? "none")")

@@ -60,8 +60,14 @@ def debian_guest():
     return dict(line.split("=", 1) for line in result.stdout.split())
 
 
-def scenario_cmdline(touch_mib, hold_s, scenario="reclaim", busy=False, agent=None):
+NET_PINGS = 10
+"""Echo requests the net scenario sends (guest/initramfs/init)."""
+
+
+def scenario_cmdline(touch_mib, hold_s, scenario="reclaim", busy=False, agent=None, rounds=None):
     line = f"console=ttyS0 ebb.scenario={scenario} ebb.touch={touch_mib} ebb.hold={hold_s}"
+    if rounds:
+        line += f" ebb.rounds={rounds}"
     if busy:
         line += " ebb.busy=1"
     if agent:
@@ -355,11 +361,12 @@ def run_net(argv, server, timeout_s=300, echo=None):
     """The net scenario once (ebb.scenario=net): the VMM (`argv`, started in the namespace of
     `server`, net_host.Namespace.serve's process) gives the guest a NIC on the namespace's tap.
     Figures:
-      ping-received   of 5 echo requests to the host, after one to warm the path
+      ping-received   of NET_PINGS echo requests to the host, after one to warm the path
       rtt-ms          their average round trip, as busybox ping prints it
-      rx-ok / tx-ok   1 when what arrived has the SHA-256 of what was sent (GET /blob to the guest,
-                      POST /upload from it), else 0
-      rx-mbps / tx-mbps  megabits per second of each transfer, as the host's server timed it"""
+      rx-ok / tx-ok   1 when every transfer arrived with the SHA-256 of what was sent (GET /blob
+                      to the guest, POST /upload from it, ebb.rounds times each), else 0
+      rx-mbps / tx-mbps  megabits per second of each way's transfers, as the host's server timed
+                      them: the median of the rounds (one transfer swings by 2x on the emulated host)"""
     import threading
 
     from net_host import parse_line
@@ -381,6 +388,29 @@ def run_net(argv, server, timeout_s=300, echo=None):
     reader.join(5)
     if not done:
         return result
+    ping = run.first("net: ping")
+    if ping:
+        received = re.search(r"(\d+) packets received", ping[1])
+        rtt = re.search(r"min/avg/max = [\d.]+/([\d.]+)/", ping[1])
+        result["ping-received"] = int(received.group(1)) if received else 0
+        result["rtt-ms"] = float(rtt.group(1)) if rtt else None
+    started = run.first("net: start")
+    rounds = int(re.search(r"rounds=(\d+)", started[1]).group(1)) if started and "rounds=" in started[1] else 1
+    blobs = [parse_line(line) for line in host_lines if line.startswith("net-host: blob")]
+    uploads = [parse_line(line) for line in host_lines if line.startswith("net-host: upload")]
+    tx = run.first("net: tx-file")
+    guest_tx = dict(part.split("=", 1) for part in tx[1].split()[2:]) if tx else {}
+    received = [dict(part.split("=", 1) for part in line.split()[2:]) for line in run.text().splitlines()
+                if line.startswith("net: rx bytes=")]
+    result["rx-ok"] = int(len(blobs) == rounds and len(received) == rounds and all(
+        r.get("sha256") == b.get("sha256") and r.get("bytes") == b.get("bytes") for r, b in zip(received, blobs)))
+    result["tx-ok"] = int(len(uploads) == rounds and all(
+        u.get("sha256") == guest_tx.get("sha256") and u.get("bytes") == guest_tx.get("bytes") for u in uploads))
+    for key, transfers in (("rx-mbps", blobs), ("tx-mbps", uploads)):
+        rates = [int(t["bytes"]) * 8 / float(t["seconds"]) / 1e6 for t in transfers if float(t.get("seconds", 0)) > 0]
+        if rates:
+            result[key] = median(rates)
+    return result
     ping = run.first("net: ping")
     if ping:
         received = re.search(r"(\d+) packets received", ping[1])
