@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ByteOrder
 import CKVM
 import GuestMemory
@@ -51,9 +54,16 @@ public final class NetDevice: VirtioDevice {
     public let offeredFeatures: UInt64
     public private(set) var counters = Counters()
     private var negotiated: UInt64 = 0
-    /// Receive chains taken from the ring for the next frame, and the bytes they hold.
-    private var waiting: [DescriptorChain] = []
+    /// Receive chains taken from the ring for the next frame, with their sizes and how many of
+    /// `waitingVectors` (their buffers, in order, as the tap reads into them) are theirs: kept
+    /// from frame to frame, so that a frame costs no allocation (on the emulated host Ebb's own
+    /// code runs emulated too).
+    private var waiting: [(chain: DescriptorChain, bytes: Int, vectorCount: Int)] = []
     private var waitingBytes = 0
+    private var waitingVectors: [iovec] = []
+    /// A transmitted frame's header as the driver wrote it, and its buffers: reused likewise.
+    private var transmitHeader: [UInt8] = []
+    private var transmitVectors: [iovec] = []
 
     public var name: String { "virtio-net '\(options.tap)'" }
     public var deviceID: UInt32 { Self.id }
@@ -84,6 +94,7 @@ public final class NetDevice: VirtioDevice {
         negotiated = 0
         waiting = []
         waitingBytes = 0
+        waitingVectors = []
         tap.setOffloads(forDriverFeatures: 0)
     }
 
@@ -135,47 +146,58 @@ public final class NetDevice: VirtioDevice {
             let mostChains = mergeable ? Int(queue.size) : 1
             while waitingBytes < needed, waiting.count < mostChains,
                   let chain = try queue.popChain(memory: memory) {
-                let bytes = chain.descriptors.reduce(0) { $0 + Int($1.length) }
-                guard chain.descriptors.allSatisfy(\.isDeviceWritable), bytes >= NetHeader.bytes else {
+                var bytes = 0
+                var writable = true
+                for descriptor in chain.descriptors {
+                    bytes += Int(descriptor.length)
+                    writable = writable && descriptor.isDeviceWritable
+                }
+                guard writable, bytes >= NetHeader.bytes else {
                     counters.badReceiveChains += 1
                     try queue.pushUsed(head: chain.head, length: 0, memory: memory)
                     used = true
                     continue
                 }
-                waiting.append(chain)
+                let vectorsBefore = waitingVectors.count
+                for descriptor in chain.descriptors where descriptor.length > 0 {
+                    // The queue checked each buffer against guest RAM.
+                    guard let buffer = try? memory.hostBuffer(at: descriptor.address, length: UInt64(descriptor.length)) else {
+                        waitingVectors.removeSubrange(vectorsBefore...)
+                        throw .bufferOutsideRAM(address: descriptor.address.value, length: descriptor.length)
+                    }
+                    waitingVectors.append(iovec(iov_base: buffer.baseAddress, iov_len: buffer.count))
+                }
+                waiting.append((chain, bytes, waitingVectors.count - vectorsBefore))
                 waitingBytes += bytes
             }
             guard !waiting.isEmpty, waitingBytes >= needed || waiting.count >= mostChains else { return used }
-            var buffers: [UnsafeMutableRawBufferPointer] = []
             // Without mergeable buffers a frame goes into one chain.
-            for descriptor in (mergeable ? waiting : [waiting[0]]).flatMap(\.descriptors) where descriptor.length > 0 {
-                // The queue checked each buffer against guest RAM.
-                guard let buffer = try? memory.hostBuffer(at: descriptor.address, length: UInt64(descriptor.length)) else {
-                    throw .bufferOutsideRAM(address: descriptor.address.value, length: descriptor.length)
-                }
-                buffers.append(buffer)
+            guard let result = tap.receive(into: waitingVectors, count: mergeable ? waitingVectors.count : waiting[0].vectorCount) else {
+                return used
             }
-            guard let result = tap.receive(into: buffers) else { return used }
             guard case let .success(length) = result, length >= NetHeader.bytes else {
                 counters.receiveFailures += 1
                 return used
             }
-            // Which chains the frame filled, how much of each; num_buffers before the used
-            // entries that publish them.
+            // Which chains the frame filled: num_buffers before the used entries that publish them.
+            var chains = 0
+            var counted = 0
+            while counted < length {
+                counted += waiting[chains].bytes
+                chains += 1
+            }
+            try store(UInt16(chains), atOffset: NetHeader.numBuffersOffset, of: waiting[0].chain, memory: memory)
             var remaining = length
-            var lengths: [UInt32] = []
-            for chain in waiting where remaining > 0 {
-                let bytes = chain.descriptors.reduce(0) { $0 + Int($1.length) }
-                let filled = min(bytes, remaining)
-                lengths.append(UInt32(filled))
+            var vectors = 0
+            for index in 0..<chains {
+                let filled = min(waiting[index].bytes, remaining)
+                try queue.pushUsed(head: waiting[index].chain.head, length: UInt32(filled), memory: memory)
                 remaining -= filled
+                waitingBytes -= waiting[index].bytes
+                vectors += waiting[index].vectorCount
             }
-            try store(UInt16(lengths.count), atOffset: NetHeader.numBuffersOffset, of: waiting[0], memory: memory)
-            for (chain, filled) in zip(waiting, lengths) {
-                try queue.pushUsed(head: chain.head, length: filled, memory: memory)
-                waitingBytes -= chain.descriptors.reduce(0) { $0 + Int($1.length) }
-            }
-            waiting.removeFirst(lengths.count)
+            waiting.removeFirst(chains)
+            waitingVectors.removeFirst(vectors)
             counters.receivedFrames += 1
             counters.receivedBytes += UInt64(length - NetHeader.bytes)
             used = true
@@ -225,28 +247,39 @@ public final class NetDevice: VirtioDevice {
 
     /// One frame to the tap, its header copied out and checked first; a bad one is dropped.
     private func send(_ chain: DescriptorChain, memory: GuestMemory) {
-        let bytes = chain.descriptors.reduce(0) { $0 + Int($1.length) }
-        guard !chain.descriptors.contains(where: \.isDeviceWritable),
-              bytes >= NetHeader.bytes + NetLimits.shortestFrameBytes, bytes <= NetLimits.largestTransmitBytes else {
+        var bytes = 0
+        var readable = true
+        for descriptor in chain.descriptors {
+            bytes += Int(descriptor.length)
+            readable = readable && !descriptor.isDeviceWritable
+        }
+        guard readable, bytes >= NetHeader.bytes + NetLimits.shortestFrameBytes, bytes <= NetLimits.largestTransmitBytes else {
             counters.malformedFrames += 1
             return
         }
-        var headerBytes: [UInt8] = []
-        var frame: [UnsafeRawBufferPointer] = []
+        transmitHeader.removeAll(keepingCapacity: true)
+        transmitVectors.removeAll(keepingCapacity: true)
+        // The first vector is the checked header, set below.
+        transmitVectors.append(iovec())
         for descriptor in chain.descriptors where descriptor.length > 0 {
-            guard let buffer = try? memory.hostBuffer(at: descriptor.address, length: UInt64(descriptor.length)) else {
+            guard let buffer = try? memory.hostBuffer(at: descriptor.address, length: UInt64(descriptor.length)),
+                  let base = buffer.baseAddress else {
                 counters.malformedFrames += 1
                 return
             }
-            let headerPart = min(NetHeader.bytes - headerBytes.count, buffer.count)
-            headerBytes += buffer.prefix(headerPart)
-            if headerPart < buffer.count { frame.append(UnsafeRawBufferPointer(rebasing: buffer[headerPart...])) }
+            let headerPart = min(NetHeader.bytes - transmitHeader.count, buffer.count)
+            if headerPart > 0 { transmitHeader.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[..<headerPart])) }
+            if headerPart < buffer.count { transmitVectors.append(iovec(iov_base: base + headerPart, iov_len: buffer.count - headerPart)) }
         }
-        guard let header = NetHeader(headerBytes).sanitized(features: negotiated) else {
+        guard let header = NetHeader(transmitHeader).sanitized(features: negotiated) else {
             counters.malformedFrames += 1
             return
         }
-        let sent = header.encoded.withUnsafeBytes { tap.send([$0] + frame) }
+        header.encode(into: &transmitHeader)
+        let sent = transmitHeader.withUnsafeMutableBytes { encoded in
+            transmitVectors[0] = iovec(iov_base: encoded.baseAddress, iov_len: encoded.count)
+            return tap.send(transmitVectors)
+        }
         if sent {
             counters.sentFrames += 1
             counters.sentBytes += UInt64(bytes - NetHeader.bytes)

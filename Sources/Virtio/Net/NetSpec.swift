@@ -86,11 +86,29 @@ public struct NetHeader: Sendable, Equatable {
         return header
     }
 
+    /// The header's 12 bytes, written over `bytes` (which it leaves 12 long, allocating only
+    /// when it was not).
+    public func encode(into bytes: inout [UInt8]) {
+        if bytes.count != Self.bytes { bytes = [UInt8](repeating: 0, count: Self.bytes) }
+        bytes[0] = flags
+        bytes[1] = gsoType
+        bytes[2] = UInt8(truncatingIfNeeded: headerLength)
+        bytes[3] = UInt8(headerLength >> 8)
+        bytes[4] = UInt8(truncatingIfNeeded: gsoSize)
+        bytes[5] = UInt8(gsoSize >> 8)
+        bytes[6] = UInt8(truncatingIfNeeded: checksumStart)
+        bytes[7] = UInt8(checksumStart >> 8)
+        bytes[8] = UInt8(truncatingIfNeeded: checksumOffset)
+        bytes[9] = UInt8(checksumOffset >> 8)
+        // num_buffers: 0 from a driver.
+        bytes[10] = 0
+        bytes[11] = 0
+    }
+
     public var encoded: [UInt8] {
-        [flags, gsoType, UInt8(truncatingIfNeeded: headerLength), UInt8(headerLength >> 8),
-         UInt8(truncatingIfNeeded: gsoSize), UInt8(gsoSize >> 8),
-         UInt8(truncatingIfNeeded: checksumStart), UInt8(checksumStart >> 8),
-         UInt8(truncatingIfNeeded: checksumOffset), UInt8(checksumOffset >> 8), 0, 0]
+        var bytes: [UInt8] = []
+        encode(into: &bytes)
+        return bytes
     }
 }
 

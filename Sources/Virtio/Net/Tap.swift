@@ -65,24 +65,29 @@ public final class Tap: @unchecked Sendable {
         _ = ebb_tap_set_offload(fd, flags)
     }
 
-    /// One frame into `buffers`: its length, nil when none is waiting, or an errno.
-    func receive(into buffers: [UnsafeMutableRawBufferPointer]) -> Result<Int, TapIOError>? {
-        let vectors = buffers.filter { $0.count > 0 }.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
+    /// The most buffers one read or write takes (the kernel's UIO_MAXIOV): a frame meeting more
+    /// is cut short there.
+    static let mostVectors = 1024
+
+    /// One frame into the first `count` of `vectors`: its length, nil when none is waiting, or
+    /// an errno.
+    func receive(into vectors: [iovec], count: Int) -> Result<Int, TapIOError>? {
+        let count = min(count, vectors.count, Self.mostVectors)
         while true {
-            let count = vectors.withUnsafeBufferPointer { readv(fd, $0.baseAddress, Int32($0.count)) }
-            if count >= 0 { return .success(count) }
+            let read = vectors.withUnsafeBufferPointer { readv(fd, $0.baseAddress, Int32(count)) }
+            if read >= 0 { return .success(read) }
             if errno == EINTR { continue }
             if errno == EAGAIN { return nil }
             return .failure(TapIOError(errno: errno))
         }
     }
 
-    /// One frame from `buffers`; false when the tap refused it (it then is dropped).
-    func send(_ buffers: [UnsafeRawBufferPointer]) -> Bool {
-        let vectors = buffers.filter { $0.count > 0 }.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+    /// One frame from `vectors`; false when the tap refused it (it then is dropped).
+    func send(_ vectors: [iovec]) -> Bool {
+        let count = min(vectors.count, Self.mostVectors)
         while true {
-            let count = vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress, Int32($0.count)) }
-            if count >= 0 { return true }
+            let written = vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress, Int32(count)) }
+            if written >= 0 { return true }
             if errno == EINTR { continue }
             return false
         }
