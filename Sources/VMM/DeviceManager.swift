@@ -81,7 +81,8 @@ struct DeviceManager {
 
     /// Connects a virtio device to KVM: its interrupt through an irqfd (edge, like its ACPI
     /// description), each queue's QueueNotify write through an ioeventfd served by the device's
-    /// event thread. Where KVM refuses an ioeventfd, the notify write exits to the vCPU thread.
+    /// event thread. Where KVM refuses an ioeventfd, or the device serves that queue on the vCPU
+    /// (`VirtioDevice.servesOnVCPU`), the notify write exits to the vCPU thread.
     static func attach(_ device: sending any VirtioDevice, at slot: VirtioSlot, vm: VirtualMachine, memory: GuestMemory) throws -> AttachedVirtioDevice {
         let interrupt = try EventNotifier()
         try vm.attachInterruptEvent(interrupt.fd, gsi: slot.gsi)
@@ -94,6 +95,11 @@ struct DeviceManager {
         let notifyAddress = slot.mmioBase + VirtioMMIORegister.queueNotify
         for queue in 0..<queueCount {
             let notifier = try EventNotifier()
+            // A queue the device serves on the vCPU gets no ioeventfd: its notify write exits.
+            guard !transport.queuesServedOnVCPU.contains(queue) else {
+                notifiers.append(notifier)
+                continue
+            }
             do {
                 try vm.attachWriteEvent(notifier.fd, mmioAddress: notifyAddress, length: 4, value: UInt64(queue))
             } catch {

@@ -62,6 +62,8 @@ public final class VirtioMMIOTransport: BusDevice {
     public let hostEventSources: [Int32]
     /// The device's part of its thread's seccomp filter (see `VirtioDevice.hostSystemCalls`).
     public let hostSystemCalls: [SyscallRule]
+    /// The queues whose notifications a vCPU serves (see `VirtioDevice.servesOnVCPU`).
+    public let queuesServedOnVCPU: Set<Int>
     private let memory: GuestMemory
     private let interrupt: @Sendable () -> Void
     private let onBroken: @Sendable (String) -> Void
@@ -85,6 +87,7 @@ public final class VirtioMMIOTransport: BusDevice {
         hostEventSources = device.hostEventSources
         hostSystemCalls = device.hostSystemCalls
         let sizes = Work.queueMaximumSizes(of: device, features: device.offeredFeatures)
+        queuesServedOnVCPU = Set(sizes.indices.filter { device.servesOnVCPU(queue: $0) })
         registers = Mutex(Registers(queueMaximumSizes: sizes))
         work = Mutex(Work(device: device, queues: Array(repeating: nil, count: sizes.count)))
         self.memory = memory

@@ -35,6 +35,12 @@ public protocol VirtioDevice: AnyObject {
     /// Source `source` became readable: take from it until it would block or until the guest's
     /// buffers run out (a queue notification then carries on). Same contract as `process`.
     func hostEvent(source: Int, queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool
+    /// Whether the driver's notifications of queue `index` are served on the vCPU that wrote
+    /// them rather than by the device's thread: for requests the driver waits on with nothing
+    /// else to do, which cost the device little. The vCPU finds the request done when it goes
+    /// back into the guest; through an ioeventfd it would wake the device's thread, and the
+    /// guest would halt until that thread's interrupt woke it again.
+    func servesOnVCPU(queue index: Int) -> Bool
     /// The driver reset the device: forget everything negotiated.
     func reset()
     /// The system calls the device's thread makes for it beyond its event loop's own (reading
@@ -47,6 +53,7 @@ extension VirtioDevice {
     public var tickInterval: Duration? { nil }
     public func tick(queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool { false }
     public var hostEventSources: [Int32] { [] }
+    public func servesOnVCPU(queue index: Int) -> Bool { false }
     public var hostSystemCalls: [SyscallRule] { [] }
     public func hostEvent(source: Int, queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool { false }
 }

@@ -32,6 +32,15 @@ public final class BalloonDevice: VirtioDevice {
     public var name: String { "virtio-balloon" }
     public var deviceID: UInt32 { Self.id }
     public func maximumQueueSize(queue index: Int) -> UInt16 { BalloonLimits.queueSize }
+    /// Inflations and deflations on the vCPU: Linux's driver sends 256 pages and waits for them
+    /// (a squeeze is thousands of these in a row), and serving one is a sort and a few
+    /// `madvise` calls. Reports stay on the device's thread: each discards up to 64 MiB, and Linux
+    /// sends them from a workqueue while the guest's tasks run.
+    public func servesOnVCPU(queue index: Int) -> Bool {
+        // Inflate and deflate are always queues 0 and 1, whatever else was negotiated.
+        let roles = BalloonQueue.roles(features: 0)
+        return index < roles.count && (roles[index] == .inflate || roles[index] == .deflate)
+    }
     /// The statistics interval: each tick hands the held statistics buffer back, which asks the
     /// driver for fresh figures. No statistics, no timer.
     public var tickInterval: Duration? { options.statisticsInterval }
