@@ -366,7 +366,8 @@ def run_net(argv, server, timeout_s=300, echo=None):
       rx-ok / tx-ok   1 when every transfer arrived with the SHA-256 of what was sent (GET /blob
                       to the guest, POST /upload from it, ebb.rounds times each), else 0
       rx-mbps / tx-mbps  megabits per second of each way's transfers, as the host's server timed
-                      them: the median of the rounds (one transfer swings by 2x on the emulated host)"""
+                      them: the median of the rounds (one transfer swings by 2x on the emulated host)
+      squeezes        Ebb only: the squeezes its agentless reclaim made during the run"""
     import threading
 
     from net_host import parse_line
@@ -394,6 +395,11 @@ def run_net(argv, server, timeout_s=300, echo=None):
         rtt = re.search(r"min/avg/max = [\d.]+/([\d.]+)/", ping[1])
         result["ping-received"] = int(received.group(1)) if received else 0
         result["rtt-ms"] = float(rtt.group(1)) if rtt else None
+    # Ebb's exit summary: whether its reclaim squeezed the guest during the run (QEMU has none).
+    reclaim = run.first("ebb: idle reclaim:")
+    squeezes = re.search(r"(\d+) squeezes? returned", reclaim[1]) if reclaim else None
+    if squeezes:
+        result["squeezes"] = int(squeezes.group(1))
     started = run.first("net: start")
     rounds = int(re.search(r"rounds=(\d+)", started[1]).group(1)) if started and "rounds=" in started[1] else 1
     blobs = [parse_line(line) for line in host_lines if line.startswith("net-host: blob")]
