@@ -406,32 +406,14 @@ def run_net(argv, server, timeout_s=300, echo=None):
     uploads = [parse_line(line) for line in host_lines if line.startswith("net-host: upload")]
     tx = run.first("net: tx-file")
     guest_tx = dict(part.split("=", 1) for part in tx[1].split()[2:]) if tx else {}
-    received = [dict(part.split("=", 1) for part in line.split()[2:]) for line in run.text().splitlines()
-                if line.startswith("net: rx bytes=")]
-    result["rx-ok"] = int(len(blobs) == rounds and len(received) == rounds and all(
-        r.get("sha256") == b.get("sha256") and r.get("bytes") == b.get("bytes") for r, b in zip(received, blobs)))
+    arrived = [dict(part.split("=", 1) for part in line.split()[2:]) for line in run.text().splitlines()
+               if line.startswith("net: rx bytes=")]
+    result["rx-ok"] = int(len(blobs) == rounds and len(arrived) == rounds and all(
+        r.get("sha256") == b.get("sha256") and r.get("bytes") == b.get("bytes") for r, b in zip(arrived, blobs)))
     result["tx-ok"] = int(len(uploads) == rounds and all(
         u.get("sha256") == guest_tx.get("sha256") and u.get("bytes") == guest_tx.get("bytes") for u in uploads))
     for key, transfers in (("rx-mbps", blobs), ("tx-mbps", uploads)):
         rates = [int(t["bytes"]) * 8 / float(t["seconds"]) / 1e6 for t in transfers if float(t.get("seconds", 0)) > 0]
         if rates:
             result[key] = median(rates)
-    return result
-    ping = run.first("net: ping")
-    if ping:
-        received = re.search(r"(\d+) packets received", ping[1])
-        rtt = re.search(r"min/avg/max = [\d.]+/([\d.]+)/", ping[1])
-        result["ping-received"] = int(received.group(1)) if received else 0
-        result["rtt-ms"] = float(rtt.group(1)) if rtt else None
-    blob = next((parse_line(line) for line in host_lines if line.startswith("net-host: blob")), None)
-    upload = next((parse_line(line) for line in host_lines if line.startswith("net-host: upload")), None)
-    rx = run.first("net: rx bytes=")
-    tx = run.first("net: tx-file")
-    guest_rx = dict(part.split("=", 1) for part in rx[1].split()[2:]) if rx else {}
-    guest_tx = dict(part.split("=", 1) for part in tx[1].split()[2:]) if tx else {}
-    result["rx-ok"] = int(bool(blob and guest_rx.get("sha256") == blob.get("sha256") and guest_rx.get("bytes") == blob.get("bytes")))
-    result["tx-ok"] = int(bool(upload and guest_tx.get("sha256") == upload.get("sha256") and guest_tx.get("bytes") == upload.get("bytes")))
-    for key, transfer in (("rx-mbps", blob), ("tx-mbps", upload)):
-        if transfer and float(transfer.get("seconds", 0)) > 0:
-            result[key] = int(transfer["bytes"]) * 8 / float(transfer["seconds"]) / 1e6
     return result
