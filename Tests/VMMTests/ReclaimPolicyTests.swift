@@ -14,6 +14,8 @@ struct SimulatedGuest {
     var coldCacheBytes: UInt64 = 0
     var hotCacheBytes: UInt64 = 0
     var shmemBytes: UInt64
+    /// Cache MemAvailable counts that reclaim still cannot drop (pages in use).
+    var pinnedCacheBytes: UInt64 = 0
     /// The cache the guest reads in once its first second has passed.
     var pendingCache: (cold: UInt64, hot: UInt64)?
     /// Free guest memory the host still has resident (scattered pages free page reporting missed).
@@ -42,7 +44,7 @@ struct SimulatedGuest {
     var deflatedBytes: UInt64 = 0
     var elapsed: Duration = .zero
 
-    var cacheBytes: UInt64 { coldCacheBytes + hotCacheBytes + shmemBytes }
+    var cacheBytes: UInt64 { coldCacheBytes + hotCacheBytes + shmemBytes + pinnedCacheBytes }
     var freeBytes: UInt64 { ramBytes - anonymousBytes - cacheBytes - balloonBytes }
     /// What the host holds: everything the guest uses plus the free pages still backed.
     var hostResidentBytes: UInt64 { anonymousBytes + cacheBytes + residentFreeBytes + unreachableResidentBytes }
@@ -93,8 +95,8 @@ struct SimulatedGuest {
     }
 
     func observation(resident: Bool) -> ReclaimObservation {
-        // MemAvailable: free plus the cache reclaim can drop (never tmpfs).
-        let available = (freeBytes > reserveBytes ? freeBytes - reserveBytes : 0) + coldCacheBytes + hotCacheBytes
+        // MemAvailable: free plus the file cache (never tmpfs).
+        let available = (freeBytes > reserveBytes ? freeBytes - reserveBytes : 0) + coldCacheBytes + hotCacheBytes + pinnedCacheBytes
         let statistics = GuestMemoryStatistics(freeBytes: freeBytes, availableBytes: available, cacheBytes: cacheBytes,
                                                totalBytes: ramBytes, majorFaults: majorFaults, swapOutBytes: swapOutBytes,
                                                oomKills: oomKills)
@@ -337,23 +339,43 @@ struct ReclaimSimulation {
         #expect(simulation.guest.coldCacheBytes <= 8 * Self.mib)
     }
 
-    /// tmpfs written after boot looks like cache the guest could drop. The squeeze for it takes
-    /// the free memory and then gets only the odd page: it stalls, and the cache the guest held
-    /// on to is counted as tmpfs from then on, so no squeeze comes for it again.
-    @Test func tmpfsWrittenAfterBootIsLearnedFromTheSqueezeThatStalledOnIt() {
+    /// tmpfs written after boot grows the cache figure but not MemAvailable: no squeeze for it.
+    @Test func tmpfsWrittenAfterBootIsNeverSqueezedFor() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 0, shmemMiB: 4))
+        simulation.run(for: .seconds(6))
+        simulation.guest.shmemBytes += 200 * Self.mib
+        simulation.run(for: .seconds(120))
+        #expect(simulation.policy.counters.squeezes == 0)
+    }
+
+    /// Cache MemAvailable counts but reclaim cannot drop: the squeeze for it takes the free
+    /// memory and then gets only the odd page. It stalls, and the cache the guest held on to
+    /// counts as tmpfs from then on, so no squeeze comes for it again.
+    @Test func cacheASqueezeStalledOnIsNotSqueezedForAgain() {
         var guest = SimulatedGuest(coldCacheMiB: 0, shmemMiB: 4)
         guest.reserveBytes = 16 * Self.mib
         guest.trickleBytes = 64 << 10
         var simulation = ReclaimSimulation(guest)
         simulation.run(for: .seconds(6))
-        simulation.guest.shmemBytes += 200 * Self.mib
+        simulation.guest.pinnedCacheBytes = 200 * Self.mib
         simulation.run(for: .seconds(30))
         #expect(simulation.policy.counters.squeezes == 1)
         #expect(simulation.policy.counters.aborts[.stalled] == 1, "\(simulation.policy.counters)")
         #expect(simulation.policy.persistentCacheBytes == 204 * Self.mib)
         #expect(simulation.guest.balloonBytes == 0, "let go")
         simulation.run(for: .seconds(120))
-        #expect(simulation.policy.counters.squeezes == 1, "no squeeze for the tmpfs after the back-off")
+        #expect(simulation.policy.counters.squeezes == 1, "no squeeze for that cache after the back-off")
+    }
+
+    /// A driver that never inflates stalls the squeeze before the guest was asked for its cache:
+    /// that cache still counts as cache.
+    @Test func aStallBeforeTheFreeMemoryWasTakenLearnsNothing() {
+        var guest = SimulatedGuest(coldCacheMiB: 256)
+        guest.driverStepBytes = 0
+        var simulation = ReclaimSimulation(guest)
+        simulation.run(for: .seconds(15))
+        #expect(simulation.policy.counters.aborts[.stalled] == 1)
+        #expect(simulation.policy.persistentCacheBytes == 4 * Self.mib)
     }
 
     @Test func nothingToGainMeansNoSqueeze() {

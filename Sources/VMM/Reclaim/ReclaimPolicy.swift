@@ -117,6 +117,12 @@ public struct ReclaimPolicy: Sendable {
     /// The least cache the guest has reported: tmpfs, shmem and the like, which reclaim cannot
     /// drop (Linux counts them in NR_FILE_PAGES); the rest is taken as reclaimable.
     public private(set) var persistentCacheBytes: UInt64?
+    /// MemAvailable less MemFree when the cache was last at `persistentCacheBytes`. MemAvailable
+    /// counts the file LRU's pages, less at most half of them, and never tmpfs: twice its growth
+    /// since then bounds the cache reclaim can drop, so tmpfs written after boot is not taken
+    /// for cache (on the emulated host a squeeze for a guest's `/tmp` cost a network transfer
+    /// half its speed).
+    private var availableOverFreeAtFloor: Int64?
     /// Free memory the guest will not give the balloon before it reclaims (its watermark
     /// reserves): the most MemFree plus reclaimable cache has exceeded MemAvailable.
     public private(set) var reserveEstimateBytes: UInt64 = 0
@@ -170,6 +176,7 @@ public struct ReclaimPolicy: Sendable {
     public mutating func step(_ observation: ReclaimObservation) -> UInt64? {
         if let statistics = observation.statistics {
             persistentCacheBytes = min(persistentCacheBytes ?? statistics.cacheBytes, statistics.cacheBytes)
+            if statistics.cacheBytes <= persistentCacheBytes ?? 0 { availableOverFreeAtFloor = Self.availableOverFree(statistics) }
             let looksAvailable = statistics.freeBytes + reclaimableCache(statistics)
             if looksAvailable > statistics.availableBytes {
                 reserveEstimateBytes = max(reserveEstimateBytes, looksAvailable - statistics.availableBytes)
@@ -403,8 +410,12 @@ public struct ReclaimPolicy: Sendable {
             // The cache the guest held on to under the squeeze is none it can drop (the guest
             // reports tmpfs and shmem as cache): counted as such, or every squeeze after the
             // back-off would come for it again, each a pass over the guest's free memory.
-            if current.keepCacheBytes != nil, let statistics = now.statistics, now.statisticsUpdates > current.updatesAtStart {
+            // Only once the balloon has had the free memory: before that the guest was never
+            // asked for its cache.
+            if current.keepCacheBytes != nil, let statistics = now.statistics, now.statisticsUpdates > current.updatesAtStart,
+               statistics.freeBytes <= reserveEstimateBytes + settings.minimumGainBytes {
                 persistentCacheBytes = max(persistentCacheBytes ?? 0, statistics.cacheBytes)
+                availableOverFreeAtFloor = Self.availableOverFree(statistics)
             }
             end(current, now, abort: .stalled)
             backOff(.stall, at: now.elapsed)
@@ -433,7 +444,14 @@ public struct ReclaimPolicy: Sendable {
     }
 
     private func reclaimableCache(_ statistics: GuestMemoryStatistics) -> UInt64 {
-        statistics.cacheBytes &- min(persistentCacheBytes ?? 0, statistics.cacheBytes)
+        let aboveFloor = statistics.cacheBytes &- min(persistentCacheBytes ?? 0, statistics.cacheBytes)
+        guard let atFloor = availableOverFreeAtFloor else { return aboveFloor }
+        let fileGrowth = max(0, Self.availableOverFree(statistics) - atFloor)
+        return min(aboveFloor, UInt64(fileGrowth) * 2)
+    }
+
+    private static func availableOverFree(_ statistics: GuestMemoryStatistics) -> Int64 {
+        Int64(clamping: statistics.availableBytes) - Int64(clamping: statistics.freeBytes)
     }
 
     private mutating func end(_ finished: Squeeze, _ now: ReclaimObservation, abort: Abort?) {
