@@ -59,11 +59,8 @@ import Testing
         let memory = try makeMemory()
         var driver = TestDriver(memory: memory, size: 8)
         let table: UInt64 = 0x300000
-        func entry(_ index: UInt64, address: UInt64, length: UInt32, flags: UInt16, next: UInt16 = 0) throws {
-            try memory.store(address, at: GuestAddress(table + 16 * index))
-            try memory.store(length, at: GuestAddress(table + 16 * index + 8))
-            try memory.store(flags, at: GuestAddress(table + 16 * index + 12))
-            try memory.store(next, at: GuestAddress(table + 16 * index + 14))
+        func entry(_ index: UInt16, address: UInt64, length: UInt32, flags: UInt16, next: UInt16 = 0) throws {
+            try driver.writeDescriptor(in: table, index, address: address, length: length, flags: flags, next: next)
         }
         try entry(0, address: 0x100000, length: 12, flags: 1, next: 2)
         try entry(2, address: 0x101000, length: 4096, flags: 1 | 2, next: 1)
@@ -96,11 +93,8 @@ import Testing
             var queue = try SplitQueue(driver.configuration, maximumSize: 8, memory: memory, indirectDescriptors: true)
             do { _ = try queue.popChain(memory: memory); return nil } catch { return error }
         }
-        func entry(_ index: UInt64, address: UInt64, length: UInt32, flags: UInt16, next: UInt16 = 0) throws {
-            try memory.store(address, at: GuestAddress(table + 16 * index))
-            try memory.store(length, at: GuestAddress(table + 16 * index + 8))
-            try memory.store(flags, at: GuestAddress(table + 16 * index + 12))
-            try memory.store(next, at: GuestAddress(table + 16 * index + 14))
+        func entry(_ index: UInt16, address: UInt64, length: UInt32, flags: UInt16, next: UInt16 = 0) throws {
+            try TestDriver(memory: memory, size: 8).writeDescriptor(in: table, index, address: address, length: length, flags: flags, next: next)
         }
         #expect(try firstPop(tableLength: 32) == nil)
         // Not a whole number of entries, none, or more than 1024.

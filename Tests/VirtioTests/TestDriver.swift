@@ -34,7 +34,12 @@ struct TestDriver {
     }
 
     func setDescriptor(_ index: UInt16, address: UInt64, length: UInt32, flags: UInt16 = 0, next: UInt16 = 0) throws {
-        let base = descriptorTable + 16 * UInt64(index)
+        try writeDescriptor(in: descriptorTable, index, address: address, length: length, flags: flags, next: next)
+    }
+
+    /// Entry `index` of a descriptor table at `table`: the ring's, or an indirect one.
+    func writeDescriptor(in table: UInt64, _ index: UInt16, address: UInt64, length: UInt32, flags: UInt16 = 0, next: UInt16 = 0) throws {
+        let base = table + 16 * UInt64(index)
         try memory.store(address, at: GuestAddress(base))
         try memory.store(length, at: GuestAddress(base + 8))
         try memory.store(flags, at: GuestAddress(base + 12))
