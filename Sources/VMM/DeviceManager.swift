@@ -95,17 +95,14 @@ struct DeviceManager {
         let notifyAddress = slot.mmioBase + VirtioMMIORegister.queueNotify
         for queue in 0..<queueCount {
             let notifier = try EventNotifier()
+            notifiers.append(notifier)
             // A queue the device serves on the vCPU gets no ioeventfd: its notify write exits.
-            guard !transport.queuesServedOnVCPU.contains(queue) else {
-                notifiers.append(notifier)
-                continue
-            }
+            guard !transport.queuesServedOnVCPU.contains(queue) else { continue }
             do {
                 try vm.attachWriteEvent(notifier.fd, mmioAddress: notifyAddress, length: 4, value: UInt64(queue))
             } catch {
                 report("\(name): no ioeventfd for queue \(queue) (\(error)); notifications exit to the vCPU thread")
             }
-            notifiers.append(notifier)
         }
         return AttachedVirtioDevice(slot: slot, transport: transport,
                                     eventLoop: try DeviceEventLoop(transport: transport, queueNotifiers: notifiers))
