@@ -64,10 +64,12 @@ NET_PINGS = 10
 """Echo requests the net scenario sends (guest/initramfs/init)."""
 
 
-def scenario_cmdline(touch_mib, hold_s, scenario="reclaim", busy=False, agent=None, rounds=None):
+def scenario_cmdline(touch_mib, hold_s, scenario="reclaim", busy=False, agent=None, rounds=None, transfer_mib=None):
     line = f"console=ttyS0 ebb.scenario={scenario} ebb.touch={touch_mib} ebb.hold={hold_s}"
     if rounds:
         line += f" ebb.rounds={rounds}"
+    if transfer_mib:
+        line += f" ebb.mib={transfer_mib}"
     if busy:
         line += " ebb.busy=1"
     if agent:
@@ -367,6 +369,7 @@ def run_net(argv, server, timeout_s=300, echo=None):
                       to the guest, POST /upload from it, ebb.rounds times each), else 0
       rx-mbps / tx-mbps  megabits per second of each way's transfers, as the host's server timed
                       them: the median of the rounds (one transfer swings by 2x on the emulated host)
+      rx-mbps-rounds / tx-mbps-rounds  each round's figure, in order
       squeezes        Ebb only: the squeezes its agentless reclaim made during the run"""
     import threading
 
@@ -416,4 +419,5 @@ def run_net(argv, server, timeout_s=300, echo=None):
         rates = [int(t["bytes"]) * 8 / float(t["seconds"]) / 1e6 for t in transfers if float(t.get("seconds", 0)) > 0]
         if rates:
             result[key] = median(rates)
+            result[key + "-rounds"] = rates
     return result
