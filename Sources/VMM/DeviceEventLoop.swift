@@ -53,27 +53,41 @@ final class DeviceEventLoop: @unchecked Sendable {
         thread = try OSThread(name: name, role: role) {
             Sandbox.confineThisThread(as: role, deviceCalls: transport.hostSystemCalls)
             while true {
-                let tokens: [UInt64]
-                do { tokens = try poller.wait() } catch { return }
-                for token in tokens {
-                    switch Self.source(of: token) {
-                    case .stop:
-                        return
-                    case let .queue(index) where index < notifiers.count:
-                        notifiers[index].consume()
-                        transport.notify(queue: index)
-                    case .queue:
-                        break
-                    case .timer:
-                        timer?.consume()
-                        transport.tick()
-                    case let .host(index):
-                        transport.hostEvent(source: index)
+                var tokens: [UInt64]
+                do { tokens = try poller.wait(timeoutMilliseconds: -1) } catch { return }
+                // What the work just done set off is often ready at once (the tap holds the reply
+                // to a frame just sent): served before the interrupt, so that the guest takes one
+                // interrupt for both, not one for each. A few passes at most: a source that is
+                // always ready must not hold the interrupt back.
+                var interruptDue = false
+                for pass in 1...Self.passesPerInterrupt {
+                    for token in tokens {
+                        switch Self.source(of: token) {
+                        case .stop:
+                            return
+                        case let .queue(index) where index < notifiers.count:
+                            notifiers[index].consume()
+                            if transport.notify(queue: index, holdingInterrupt: true) { interruptDue = true }
+                        case .queue:
+                            break
+                        case .timer:
+                            timer?.consume()
+                            if transport.tick(holdingInterrupt: true) { interruptDue = true }
+                        case let .host(index):
+                            if transport.hostEvent(source: index, holdingInterrupt: true) { interruptDue = true }
+                        }
                     }
+                    guard interruptDue, pass < Self.passesPerInterrupt else { break }
+                    do { tokens = try poller.wait(timeoutMilliseconds: 0) } catch { break }
+                    if tokens.isEmpty { break }
                 }
+                if interruptDue { transport.raiseHeldInterrupt() }
             }
         }
     }
+
+    /// Rounds of events served before a due interrupt is raised.
+    static let passesPerInterrupt = 3
 
     /// The device's timed work every `interval` from now on, the first at once (PATCH
     /// /balloon/statistics: "the first statistics update scheduled immediately").
@@ -113,11 +127,12 @@ final class EventPoller: Sendable {
         }
     }
 
-    /// Blocks until at least one source is readable; EINTR is retried.
-    func wait() throws -> [UInt64] {
+    /// The sources readable now, waiting up to `timeoutMilliseconds` (-1: until one is) for
+    /// the first; EINTR is retried.
+    func wait(timeoutMilliseconds: Int32) throws -> [UInt64] {
         var tokens = [UInt64](repeating: 0, count: Int(EBB_EPOLL_BATCH))
         while true {
-            let count = tokens.withUnsafeMutableBufferPointer { ebb_epoll_wait(fd, $0.baseAddress, -1) }
+            let count = tokens.withUnsafeMutableBufferPointer { ebb_epoll_wait(fd, $0.baseAddress, timeoutMilliseconds) }
             if count >= 0 { return Array(tokens.prefix(Int(count))) }
             guard errno == EINTR else { throw SystemError(operation: "epoll_wait", errno: errno) }
         }

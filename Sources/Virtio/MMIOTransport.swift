@@ -223,9 +223,12 @@ public final class VirtioMMIOTransport: BusDevice {
 
     // MARK: Queue work (the device's event thread, or a vCPU thread without ioeventfd)
 
-    /// The driver notified queue `index`: process what it made available.
-    public func notify(queue index: Int) {
-        performQueueWork { work throws(QueueError) -> Bool in
+    /// The driver notified queue `index`: process what it made available. With
+    /// `holdingInterrupt` the used-buffer interrupt it is due is not raised but returned, for the
+    /// caller's `raiseHeldInterrupt` (the event thread's: one interrupt for a batch of events).
+    @discardableResult
+    public func notify(queue index: Int, holdingInterrupt: Bool = false) -> Bool {
+        performQueueWork(holdingInterrupt: holdingInterrupt) { work throws(QueueError) -> Bool in
             guard work.driverOK else {
                 work.notificationsBeforeDriverOK += 1
                 return false
@@ -238,18 +241,21 @@ public final class VirtioMMIOTransport: BusDevice {
         }
     }
 
-    /// Runs the device's timed work.
-    public func tick() {
-        performQueueWork { work throws(QueueError) -> Bool in
+    /// Runs the device's timed work (`holdingInterrupt` as for `notify`).
+    @discardableResult
+    public func tick(holdingInterrupt: Bool = false) -> Bool {
+        performQueueWork(holdingInterrupt: holdingInterrupt) { work throws(QueueError) -> Bool in
             guard work.isLive else { return false }
             return try work.device.tick(queues: &work.queues, memory: memory)
         }
     }
 
     /// One of the device's host file descriptors became readable. The interrupt is due when any
-    /// queue the device used wants one (a NIC's receive queue, in practice).
-    public func hostEvent(source index: Int) {
-        performQueueWork { work throws(QueueError) -> Bool in
+    /// queue the device used wants one (a NIC's receive queue, in practice); `holdingInterrupt`
+    /// as for `notify`.
+    @discardableResult
+    public func hostEvent(source index: Int, holdingInterrupt: Bool = false) -> Bool {
+        performQueueWork(holdingInterrupt: holdingInterrupt) { work throws(QueueError) -> Bool in
             guard work.isLive else { return false }
             guard try work.device.hostEvent(source: index, queues: &work.queues, memory: memory) else { return false }
             // Every queue is asked (a queue with nothing new used never wants one).
@@ -263,9 +269,14 @@ public final class VirtioMMIOTransport: BusDevice {
         }
     }
 
-    /// Runs queue work under `work` only: a `true` result raises the used-buffer interrupt; a
-    /// `QueueError` marks the device DEVICE_NEEDS_RESET and reports it.
-    private func performQueueWork(_ body: (inout Work) throws(QueueError) -> Bool) {
+    /// Raises the used-buffer interrupt that work run with `holdingInterrupt` returned as due
+    /// (its InterruptStatus bit is already set).
+    public func raiseHeldInterrupt() { interrupt() }
+
+    /// Runs queue work under `work` only: a `true` result sets the used-buffer interrupt's status
+    /// bit and raises the interrupt, or, `holdingInterrupt`, returns true for the caller to raise
+    /// it; a `QueueError` marks the device DEVICE_NEEDS_RESET and reports it.
+    private func performQueueWork(holdingInterrupt: Bool, _ body: (inout Work) throws(QueueError) -> Bool) -> Bool {
         let outcome = work.withLock { work -> (interrupt: Bool, broken: String?) in
             do {
                 guard try body(&work) else { return (false, nil) }
@@ -275,8 +286,9 @@ public final class VirtioMMIOTransport: BusDevice {
                 return (false, markNeedsReset(&work, "\(error)"))
             }
         }
-        if outcome.interrupt { interrupt() }
+        if outcome.interrupt && !holdingInterrupt { interrupt() }
         if let broken = outcome.broken { reportBroken(broken) }
+        return outcome.interrupt && holdingInterrupt
     }
 
     // MARK: State machine (under `registers`; `work` is taken inside where the device is involved)

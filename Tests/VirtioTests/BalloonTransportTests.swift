@@ -124,6 +124,28 @@ let reportingFeatures = VirtioFeature.version1 | BalloonFeature.reporting
         #expect(fixture.transport.read32(VirtioMMIORegister.interruptStatus) == 0)
     }
 
+    /// The event thread's batching: work run holding the interrupt sets the status bit at once
+    /// and says the interrupt is due, and nothing is raised until the caller raises it.
+    @Test func heldInterruptIsRaisedOnlyWhenTheCallerRaisesIt() throws {
+        let fixture = try BalloonFixture()
+        let memory = fixture.memory
+        #expect(fixture.negotiate(reportingFeatures))
+        var reporting = TestDriver(memory: memory, size: 32, base: 0x10000)
+        fixture.setUpQueue(0, TestDriver(memory: memory, size: 32, base: 0x20000))
+        fixture.setUpQueue(1, TestDriver(memory: memory, size: 32, base: 0x30000))
+        fixture.setUpQueue(2, reporting)
+        fixture.driverOK()
+        #expect(fixture.transport.notify(queue: 2, holdingInterrupt: true) == false)   // nothing used
+        try reporting.setDescriptor(0, address: 8 << 20, length: 2 << 20, flags: 2)
+        try reporting.makeAvailable(0)
+        #expect(fixture.transport.notify(queue: 2, holdingInterrupt: true))
+        #expect(try reporting.usedIndex() == 1)
+        #expect(fixture.events.interrupts == 0)
+        #expect(fixture.transport.read32(VirtioMMIORegister.interruptStatus) == VirtioInterrupt.usedBuffer)
+        fixture.transport.raiseHeldInterrupt()
+        #expect(fixture.events.interrupts == 1)
+    }
+
     @Test func onlyContiguousBlocksShareADiscard() throws {
         let fixture = try BalloonFixture()
         let memory = fixture.memory
