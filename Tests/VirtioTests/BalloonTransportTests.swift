@@ -67,6 +67,18 @@ struct BalloonFixture {
         transport.write32(VirtioMMIORegister.status, VirtioStatus.acknowledge | VirtioStatus.driver | VirtioStatus.featuresOK | VirtioStatus.driverOK)
     }
 
+    /// Free page reporting negotiated and every queue live; the reporting queue's driver
+    /// (queue 2 without stats) is returned for the test to fill.
+    func liveWithReportingQueue() -> TestDriver {
+        #expect(negotiate(reportingFeatures))
+        let reporting = TestDriver(memory: memory, size: 32, base: 0x10000)
+        setUpQueue(0, TestDriver(memory: memory, size: 32, base: 0x20000))
+        setUpQueue(1, TestDriver(memory: memory, size: 32, base: 0x30000))
+        setUpQueue(2, reporting)
+        driverOK()
+        return reporting
+    }
+
     var counters: BalloonCounters { transport.withDevice(BalloonDevice.self) { $0.counters } ?? BalloonCounters() }
     var needsReset: Bool { transport.read32(VirtioMMIORegister.status) & VirtioStatus.deviceNeedsReset != 0 }
 }
@@ -98,13 +110,7 @@ let reportingFeatures = VirtioFeature.version1 | BalloonFeature.reporting
     @Test func reportedRangesAreDiscardedAndReturnedWithOneInterrupt() throws {
         let fixture = try BalloonFixture()
         let memory = fixture.memory
-        #expect(fixture.negotiate(reportingFeatures))
-        // Without stats the reporting queue is number 2.
-        var reporting = TestDriver(memory: memory, size: 32, base: 0x10000)
-        fixture.setUpQueue(0, TestDriver(memory: memory, size: 32, base: 0x20000))
-        fixture.setUpQueue(1, TestDriver(memory: memory, size: 32, base: 0x30000))
-        fixture.setUpQueue(2, reporting)
-        fixture.driverOK()
+        var reporting = fixture.liveWithReportingQueue()
         try memory.write([UInt8](repeating: 0x5a, count: 4 << 20), at: GuestAddress(8 << 20))
         try reporting.setDescriptor(0, address: 8 << 20, length: 2 << 20, flags: 1 | 2, next: 1)
         try reporting.setDescriptor(1, address: 10 << 20, length: 2 << 20, flags: 2)
@@ -128,13 +134,7 @@ let reportingFeatures = VirtioFeature.version1 | BalloonFeature.reporting
     /// and says the interrupt is due, and nothing is raised until the caller raises it.
     @Test func heldInterruptIsRaisedOnlyWhenTheCallerRaisesIt() throws {
         let fixture = try BalloonFixture()
-        let memory = fixture.memory
-        #expect(fixture.negotiate(reportingFeatures))
-        var reporting = TestDriver(memory: memory, size: 32, base: 0x10000)
-        fixture.setUpQueue(0, TestDriver(memory: memory, size: 32, base: 0x20000))
-        fixture.setUpQueue(1, TestDriver(memory: memory, size: 32, base: 0x30000))
-        fixture.setUpQueue(2, reporting)
-        fixture.driverOK()
+        var reporting = fixture.liveWithReportingQueue()
         #expect(fixture.transport.notify(queue: 2, holdingInterrupt: true) == false)   // nothing used
         try reporting.setDescriptor(0, address: 8 << 20, length: 2 << 20, flags: 2)
         try reporting.makeAvailable(0)
