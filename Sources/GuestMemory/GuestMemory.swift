@@ -22,6 +22,8 @@ public final class GuestMemory: @unchecked Sendable {
     /// Guest RAM in bytes: the regions' lengths added up.
     public let sizeBytes: UInt64
     public let pageSizeBytes: UInt64
+    /// Whether the mapping asked for transparent huge pages and the kernel took the advice.
+    public let hugePages: Bool
     /// The host mapping: every region, with unused (never touched) space between them for alignment.
     private let mappingBytes: UInt64
     private let base: UnsafeMutableRawPointer
@@ -75,7 +77,7 @@ public final class GuestMemory: @unchecked Sendable {
         if trim.tailBytes > 0 { munmap(base + Int(end), Int(trim.tailBytes)) }
         // Advice first, so prefaulting already gets huge pages. Refused advice (THP compiled out,
         // or "never") only costs speed.
-        if hugePages { _ = madvise(base, Int(end), EBB_MADV_HUGEPAGE) }
+        self.hugePages = hugePages && madvise(base, Int(end), EBB_MADV_HUGEPAGE) == 0
         if prefault {
             for region in regions {
                 for offset in stride(from: Int(region.hostOffset), to: Int(region.hostOffset + region.guestRange.length), by: Int(page)) {

@@ -30,8 +30,8 @@ struct BalloonFixture {
     let transport: VirtioMMIOTransport
     let events = Events()
 
-    init(options: BalloonDevice.Options = .init(), megabytes: UInt64 = 64) throws {
-        memory = try makeMemory(megabytes: megabytes)
+    init(options: BalloonDevice.Options = .init(), megabytes: UInt64 = 64, hugePages: Bool = false) throws {
+        memory = try makeMemory(megabytes: megabytes, hugePages: hugePages)
         let events = self.events
         transport = VirtioMMIOTransport(device: BalloonDevice(options: options), memory: memory, interrupt: { events.interrupt() }, onBroken: { events.broke($0) })
     }

@@ -66,6 +66,6 @@ struct TestDriver {
     }
 }
 
-func makeMemory(megabytes: UInt64 = 16) throws -> GuestMemory {
-    try GuestMemory(regions: [GuestRange(start: GuestAddress(0), length: megabytes << 20)!])
+func makeMemory(megabytes: UInt64 = 16, hugePages: Bool = false) throws -> GuestMemory {
+    try GuestMemory(regions: [GuestRange(start: GuestAddress(0), length: megabytes << 20)!], hugePages: hugePages)
 }

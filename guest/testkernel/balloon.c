@@ -2,7 +2,7 @@
  * A virtio-balloon driver that does what Linux's
  * drivers/virtio/virtio_balloon.c (with mm/page_reporting.c) does, in the
  * same order, polled instead of interrupt driven:
- *   probe: reset, ACKNOWLEDGE, DRIVER, features (VERSION_1 required; STATS_VQ,
+ *   probe: reset, ACKNOWLEDGE, DRIVER, features (VERSION_1 required; MUST_TELL_HOST, STATS_VQ,
  *     DEFLATE_ON_OOM, REPORTING taken when offered), FEATURES_OK and check it,
  *     queues numbered densely (inflate, deflate, [stats], [reporting]), the
  *     first stats buffer posted and notified, then DRIVER_OK;
@@ -234,8 +234,10 @@ bool balloon_init(const struct balloon_init_opts *opts)
 		virtio_add_status(d, VIRTIO_STATUS_FAILED);
 		return false;
 	}
-	uint64_t want = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_BALLOON_F_STATS_VQ) |
-			(1ull << VIRTIO_BALLOON_F_DEFLATE_ON_OOM) | (1ull << VIRTIO_BALLOON_F_REPORTING);
+	/* MUST_TELL_HOST: tell_host waits for every deflation before the pages are used, as Linux does. */
+	uint64_t want = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_BALLOON_F_MUST_TELL_HOST) |
+			(1ull << VIRTIO_BALLOON_F_STATS_VQ) | (1ull << VIRTIO_BALLOON_F_DEFLATE_ON_OOM) |
+			(1ull << VIRTIO_BALLOON_F_REPORTING);
 	/* ebb.features=<mask> narrows what is accepted (VERSION_1 is always kept). */
 	want &= option_u64("ebb.features", ~0ull) | (1ull << VIRTIO_F_VERSION_1);
 	uint64_t accepted = offered & want;

@@ -52,10 +52,15 @@ public final class BalloonDevice: VirtioDevice {
     private var roles: [BalloonQueue]
     /// The statistics buffer the driver gave last, kept until Ebb wants the next update.
     private var heldStatistics: UInt16?
+    private var negotiated: UInt64 = 0
+    /// Inflated pages waiting for the rest of their huge page (see `InflatedBlocks`).
+    private var waitingInflations = InflatedBlocks()
 
     public init(options: Options) {
         self.options = options
-        var features = VirtioFeature.version1 | BalloonFeature.statsQueue
+        // MUST_TELL_HOST: Linux's driver acknowledges it and behaves as it always does (no page
+        // reused before its deflation was answered); Ebb relies on it to hold inflated pages.
+        var features = VirtioFeature.version1 | BalloonFeature.statsQueue | BalloonFeature.mustTellHost
         if options.deflateOnOOM { features |= BalloonFeature.deflateOnOOM }
         if options.freePageReporting { features |= BalloonFeature.reporting }
         offeredFeatures = features
@@ -73,12 +78,24 @@ public final class BalloonDevice: VirtioDevice {
     public func activate(features: UInt64) {
         roles = BalloonQueue.roles(features: features)
         heldStatistics = nil
+        negotiated = features
     }
 
+    /// The pages still waiting stay resident: a driver that resets its device without deflating
+    /// takes the balloon's pages back unannounced, and they may be in use already.
     public func reset() {
         roles = BalloonQueue.roles(features: offeredFeatures)
         heldStatistics = nil
         actualPages = 0
+        negotiated = 0
+        waitingInflations.forget()
+    }
+
+    /// Inflated pages wait for their huge page's other pages only with huge pages (nothing to
+    /// gain without), a driver that tells before it reuses, and the statistics timer, whose
+    /// tick discards what stopped growing.
+    private func holdsInflations(memory: GuestMemory) -> Bool {
+        memory.hugePages && negotiated & BalloonFeature.mustTellHost != 0 && options.statisticsInterval != nil
     }
 
     /// Discards are `madvise(MADV_DONTNEED)`, which every thread may call; `mincore` counts what
@@ -109,9 +126,19 @@ public final class BalloonDevice: VirtioDevice {
         while let chain = try queue.popChain(memory: memory) {
             switch roles[queueIndex] {
             case .inflate:
-                try forEachPFNRun(in: chain, memory: memory) { inflate($0, memory: memory) }
+                let frames = try pageFrames(in: chain, memory: memory)
+                counters.inflatedPages += UInt64(frames.count)
+                if holdsInflations(memory: memory) {
+                    var due: [UInt64] = []
+                    for frame in frames { waitingInflations.add(frame: frame) { due += $0..<$0 + UInt64($1) } }
+                    discardInflated(frames: due, memory: memory)
+                } else {
+                    discardInflated(frames: frames, memory: memory)
+                }
             case .deflate:
-                try forEachPFNRun(in: chain, memory: memory) { counters.deflatedPages += $0.length / BalloonLimits.pageBytes }
+                // Whatever waits goes first: the driver may use these pages once answered.
+                discardWaitingInflations(memory: memory)
+                counters.deflatedPages += UInt64(try pageFrames(in: chain, memory: memory).count)
             case .stats:
                 try readStatistics(chain, memory: memory)
                 // Keep the buffer: returning it is how Ebb asks for the next update.
@@ -128,6 +155,9 @@ public final class BalloonDevice: VirtioDevice {
     }
 
     public func tick(queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool {
+        var stale: [UInt64] = []
+        waitingInflations.takeStale { stale += $0..<$0 + UInt64($1) }
+        discardInflated(frames: stale, memory: memory)
         guard let held = heldStatistics,
               let index = roles.firstIndex(of: .stats), index < queues.count, var queue = queues[index] else { return false }
         try queue.pushUsed(head: held, length: 0, memory: memory)
@@ -166,9 +196,19 @@ public final class BalloonDevice: VirtioDevice {
         counters.discardedBytes += discard(range, memory: memory)
     }
 
-    private func inflate(_ run: GuestRange, memory: GuestMemory) {
+    /// Inflated page frames (each a checked page of RAM), one `madvise` per run of consecutive
+    /// ones: each call makes KVM invalidate the guest's mappings, whatever its length.
+    private func discardInflated(frames: [UInt64], memory: GuestMemory) {
+        var runs = ContiguousRuns()
+        for frame in frames {
+            guard let page = GuestRange(start: GuestAddress(frame << 12), length: BalloonLimits.pageBytes) else { continue }
+            if let finished = runs.add(page, memory: memory) { discardInflated(finished, memory: memory) }
+        }
+        if let last = runs.pending { discardInflated(last, memory: memory) }
+    }
+
+    private func discardInflated(_ run: GuestRange, memory: GuestMemory) {
         counters.inflateDiscardCalls += 1
-        counters.inflatedPages += run.length / BalloonLimits.pageBytes
         counters.inflateDiscardedBytes += discard(run, memory: memory)
     }
 
@@ -182,12 +222,17 @@ public final class BalloonDevice: VirtioDevice {
         }
     }
 
-    /// Reads the PFN arrays of an inflate/deflate chain and hands over runs of consecutive valid
-    /// frames (one `madvise` per run instead of per page), in ascending order whatever order the
-    /// driver gave them in: Linux fills each array from a list it pushes its allocations onto,
-    /// so a run of pages allocated one after another arrives in descending order. A frame given
-    /// twice is handed over once. Frames outside RAM are counted, skipped.
-    private func forEachPFNRun(in chain: DescriptorChain, memory: GuestMemory, _ body: (GuestRange) -> Void) throws(QueueError) {
+    private func discardWaitingInflations(memory: GuestMemory) {
+        var waiting: [UInt64] = []
+        waitingInflations.takeAll { waiting += $0..<$0 + UInt64($1) }
+        discardInflated(frames: waiting, memory: memory)
+    }
+
+    /// The page frames of an inflate/deflate chain's PFN arrays, ascending whatever order the
+    /// driver gave them in (Linux fills each array from a list it pushes its allocations onto, so
+    /// pages allocated one after another arrive in descending order), each once. Frames outside
+    /// RAM are counted, skipped.
+    private func pageFrames(in chain: DescriptorChain, memory: GuestMemory) throws(QueueError) -> [UInt64] {
         var frames: [UInt64] = []
         var bytesSeen = 0
         for descriptor in chain.descriptors {
@@ -209,15 +254,11 @@ public final class BalloonDevice: VirtioDevice {
             }
         }
         frames.sort()
-        var runs = ContiguousRuns()
         var previous: UInt64?
-        for pfn in frames where pfn != previous {
-            previous = pfn
-            // Checked above: a valid page of RAM.
-            guard let page = GuestRange(start: GuestAddress(pfn << 12), length: BalloonLimits.pageBytes) else { continue }
-            if let finished = runs.add(page, memory: memory) { body(finished) }
+        return frames.filter { pfn in
+            defer { previous = pfn }
+            return pfn != previous
         }
-        if let last = runs.pending { body(last) }
     }
 
     private func readStatistics(_ chain: DescriptorChain, memory: GuestMemory) throws(QueueError) {
