@@ -31,7 +31,7 @@ struct InflatedBlocks {
     /// Oldest first.
     private var blocks: [Block] = []
 
-    init(capacity: Int = 4) {
+    init(capacity: Int = 2) {
         self.capacity = max(1, capacity)
     }
 
