@@ -42,8 +42,20 @@ extension Machine {
     /// less often than the agentless reclaim needs them, when it is on.
     public func setBalloonStatisticsInterval(_ interval: Duration) throws {
         changedStatisticsInterval.withLock { $0 = interval }
-        let polled = reclaimer == nil ? interval : min(interval, MachineResources.Defaults.reclaimStatisticsInterval)
-        try attachedDevice(of: BalloonDevice.self)?.eventLoop.restartTimer(interval: polled)
+        try attachedDevice(of: BalloonDevice.self)?.eventLoop.restartTimer(interval: polled(interval))
+    }
+
+    /// How often statistics are really asked for: the agentless reclaim needs them every second.
+    private func polled(_ interval: Duration) -> Duration {
+        reclaimer == nil ? interval : min(interval, MachineResources.Defaults.reclaimStatisticsInterval)
+    }
+
+    /// The next statistics update asked for now, the timer's period unchanged (the agentless
+    /// reclaim, between the stages of a squeeze). Nothing without statistics.
+    func requestBalloonStatisticsNow() {
+        guard let interval = balloonStatisticsInterval else { return }
+        // A timer that cannot be re-armed keeps its old schedule: the figures come a tick later.
+        try? attachedDevice(of: BalloonDevice.self)?.eventLoop.restartTimer(interval: polled(interval))
     }
 
     /// The balloon's `actual` as the driver last wrote it, in bytes.

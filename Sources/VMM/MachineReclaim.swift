@@ -25,7 +25,7 @@ extension Machine {
             return total + c.reads + c.writes + c.flushes + c.discards + c.writeZeroes
         }
         let networkBytes = networkInterfaces.reduce(UInt64(0)) { $0 + $1.counters.receivedBytes + $1.counters.sentBytes }
-        return ReclaimObservation(
+        var observation = ReclaimObservation(
             elapsed: elapsed, statistics: GuestMemoryStatistics(tags: counters.guestStatistics),
             statisticsUpdates: counters.statisticsUpdates,
             haltedNanoseconds: sampleCostly ? idleNanoseconds() : nil,
@@ -33,5 +33,8 @@ extension Machine {
             residentBytes: sampleCostly ? residentBytes(ofMappingAt: memory.hostMapping.start) : nil,
             balloonActualBytes: actual,
             deflatedBytes: counters.deflatedPages * BalloonLimits.pageBytes)
+        observation.statisticsRequests = counters.statisticsRequests
+        observation.answeredStatisticsRequest = counters.answeredStatisticsRequest
+        return observation
     }
 }

@@ -40,6 +40,13 @@ struct SimulatedGuest {
     var swapOutBytes: UInt64 = 0
     var oomKills: UInt64? = 0
     var statisticsUpdates: UInt64 = 0
+    /// With `requestedStatistics`, the guest sends figures as Linux's driver does: once a second
+    /// (the statistics timer) and whenever Ebb asks, each answering a numbered request; without,
+    /// fresh figures every tick and no requests known.
+    var requestedStatistics = false
+    var statisticsPeriodSeconds: Int64 = 1
+    var statisticsRequests: UInt64 = 0
+    var answeredStatisticsRequest: UInt64 = 0
     var haltedNanoseconds: UInt64 = 0
     var deflatedBytes: UInt64 = 0
     var elapsed: Duration = .zero
@@ -86,6 +93,17 @@ struct SimulatedGuest {
             // Deflated pages come back free, and the host no longer backs them.
             deflate(min(balloonBytes - targetBytes, max(driverStepBytes, 64 << 20)))
         }
+        if !requestedStatistics {
+            statisticsUpdates += 1
+        } else if elapsed.components.attoseconds == 0, elapsed.components.seconds % statisticsPeriodSeconds == 0 {
+            answerStatisticsRequest()
+        }
+    }
+
+    /// Ebb hands the statistics buffer back; the driver answers with fresh figures.
+    mutating func answerStatisticsRequest() {
+        statisticsRequests += 1
+        answeredStatisticsRequest = statisticsRequests
         statisticsUpdates += 1
     }
 
@@ -100,10 +118,13 @@ struct SimulatedGuest {
         let statistics = GuestMemoryStatistics(freeBytes: freeBytes, availableBytes: available, cacheBytes: cacheBytes,
                                                totalBytes: ramBytes, majorFaults: majorFaults, swapOutBytes: swapOutBytes,
                                                oomKills: oomKills)
-        return ReclaimObservation(elapsed: elapsed, statistics: statistics, statisticsUpdates: statisticsUpdates,
-                                  haltedNanoseconds: haltedNanoseconds, vcpuCount: 1, deviceRequests: 0,
-                                  networkBytes: networkBytes, residentBytes: resident ? hostResidentBytes : nil, balloonActualBytes: balloonBytes,
-                                  deflatedBytes: deflatedBytes)
+        var observation = ReclaimObservation(elapsed: elapsed, statistics: statistics, statisticsUpdates: statisticsUpdates,
+                                             haltedNanoseconds: haltedNanoseconds, vcpuCount: 1, deviceRequests: 0,
+                                             networkBytes: networkBytes, residentBytes: resident ? hostResidentBytes : nil,
+                                             balloonActualBytes: balloonBytes, deflatedBytes: deflatedBytes)
+        observation.statisticsRequests = statisticsRequests
+        observation.answeredStatisticsRequest = answeredStatisticsRequest
+        return observation
     }
 }
 
@@ -115,6 +136,8 @@ struct ReclaimSimulation {
     var targets: [UInt64] = []
     /// The most the balloon held at any tick.
     var largestBalloon: UInt64 = 0
+    /// Whether the policy's requests for statistics reach the guest (as `IdleReclaimer` sends them).
+    var asksForStatistics = true
 
     /// The settings the tests' figures assume (the defaults may change).
     static let settings = ReclaimSettings(interval: .seconds(5), cacheFloorBytes: 8 << 20)
@@ -134,6 +157,7 @@ struct ReclaimSimulation {
                 targets.append(target)
                 guest.targetBytes = target
             }
+            if policy.takeStatisticsRequest(), guest.requestedStatistics, asksForStatistics { guest.answerStatisticsRequest() }
             largestBalloon = max(largestBalloon, guest.balloonBytes)
             each(&self)
         }
@@ -176,6 +200,44 @@ struct ReclaimSimulation {
         #expect(simulation.guest.hotCacheBytes == 4 * Self.mib)
         #expect(simulation.guest.coldCacheBytes <= 8 * Self.mib)
         #expect(simulation.guest.balloonBytes == 0)
+    }
+
+    /// Between stages the policy asks for the guest's figures at once and sizes the next stage
+    /// from the first that answer a request made after the last one ended: within a tick or two,
+    /// where the statistics timer alone took one to two seconds.
+    @Test func theNextStageFollowsTheFirstFiguresMadeAfterThePreviousOne() {
+        for asks in [true, false] {
+            var guest = SimulatedGuest(coldCacheMiB: 250, hotCacheMiB: 4)
+            guest.reserveBytes = 60 * Self.mib
+            guest.requestedStatistics = true
+            // A slow timer, so that its own figures cannot be what the next stage waited for.
+            guest.statisticsPeriodSeconds = 4
+            var simulation = ReclaimSimulation(guest)
+            simulation.asksForStatistics = asks
+            var reachedAt: Duration?
+            var nextStageAt: Duration?
+            simulation.run(for: .seconds(60)) { simulation in
+                // The guest keeps back less than it did (kswapd overshoots): the first stage,
+                // sized by the old reserve, leaves cold cache for a second one.
+                if simulation.policy.state == .squeezing { simulation.guest.reserveBytes = 20 * Self.mib }
+                let targets = simulation.targets
+                if targets.count == 1, reachedAt == nil, simulation.guest.balloonBytes >= targets[0] { reachedAt = simulation.guest.elapsed }
+                if targets.count == 2, nextStageAt == nil { nextStageAt = simulation.guest.elapsed }
+            }
+            #expect(simulation.policy.counters.squeezes == 1)
+            #expect(simulation.guest.hotCacheBytes == 4 * Self.mib)
+            #expect(simulation.guest.coldCacheBytes <= 8 * Self.mib)
+            guard let reachedAt, let nextStageAt else {
+                Issue.record("no second stage: targets \(simulation.targets.map { $0 / Self.mib }), squeezes \(simulation.policy.counters.squeezes), reached \(String(describing: reachedAt))")
+                continue
+            }
+            let wait = nextStageAt - reachedAt
+            if asks {
+                #expect(wait <= .milliseconds(500), "the next stage came \(wait) after the first one ended")
+            } else {
+                #expect(wait > .milliseconds(500), "without asking, the next stage waits for the timer: \(wait)")
+            }
+        }
     }
 
     @Test func aBusyGuestGivesItsCacheBackInBoundedSteps() {

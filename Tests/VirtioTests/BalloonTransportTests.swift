@@ -306,6 +306,13 @@ let reportingFeatures = VirtioFeature.version1 | BalloonFeature.reporting
             fixture.transport.tick()
         }
         #expect(try stats.usedIndex() == 1)
+        // That return was request 1; the driver's next figures answer it (its first answered none).
+        #expect(fixture.counters.statisticsRequests == 1)
+        #expect(fixture.counters.answeredStatisticsRequest == 0)
+        try stats.makeAvailable(0)
+        fixture.transport.notify(queue: 2)
+        #expect(fixture.counters.statisticsUpdates == 2)
+        #expect(fixture.counters.answeredStatisticsRequest == 1)
     }
 
     @Test func randomRegisterTrafficNeverTraps() throws {

@@ -51,6 +51,7 @@ final class IdleReclaimer: @unchecked Sendable {
             let now = elapsed
             guard let observation = machine.reclaimObservation(elapsed: now, sampleCostly: policy.wantsCostlySample(at: now)) else { return }
             if let target = policy.step(observation) { machine.applyBalloonTarget(bytes: target) }
+            if policy.takeStatisticsRequest() { machine.requestBalloonStatisticsNow() }
         }
     }
 

@@ -9,6 +9,10 @@ public struct ReclaimObservation: Sendable, Equatable {
     /// The guest's latest balloon statistics, and how many updates have arrived in all.
     public var statistics: GuestMemoryStatistics?
     public var statisticsUpdates: UInt64
+    /// Statistics requests made so far, and the one the latest update answered (0: unknown, as
+    /// with a simulated guest; see `BalloonCounters`).
+    public var statisticsRequests: UInt64 = 0
+    public var answeredStatisticsRequest: UInt64 = 0
     /// All vCPUs' time halted so far (KVM's `halt_wait_ns`, summed), and how many there are; nil
     /// where KVM has no binary statistics (the guest then always counts as busy).
     public var haltedNanoseconds: UInt64?

@@ -79,8 +79,10 @@ public struct ReclaimPolicy: Sendable {
         /// the last stage started from.
         var cacheBudgetBytes: UInt64
         var reclaimableAtStage: UInt64
-        /// The statistics update seen when `actual` reached the stage's target.
+        /// The statistics update seen when `actual` reached the stage's target, and the last
+        /// statistics request made by then.
         var reachedAtUpdates: UInt64?
+        var reachedAtRequest: UInt64 = 0
         var stages = 1
         /// A free-pages squeeze: the resident free memory it came for. It ends once guest RAM's
         /// resident size has fallen by about that, rather than inflating on through free memory
@@ -92,8 +94,9 @@ public struct ReclaimPolicy: Sendable {
 
     /// After a release, the next decision comes this soon (given fresh figures by then).
     static let settleAfterRelease: Duration = .seconds(1)
-    /// While the guest reads its disks, whether it has stopped is asked this often.
-    static let recheckAfterReading: Duration = .seconds(1)
+    /// While the guest reads its disks, whether it has stopped is asked this often (the
+    /// reclaimer looks four times a second; reads going on come a few milliseconds apart).
+    static let recheckAfterReading: Duration = .milliseconds(500)
     /// A squeeze goes in stages, each sized from fresh figures; this many at most.
     static let maximumStages = 4
     /// A stage that would take less cache than this ends the squeeze.
@@ -101,6 +104,8 @@ public struct ReclaimPolicy: Sendable {
 
     private var lastDecision: Baseline?
     private var squeeze: Squeeze?
+    /// The policy wants the guest's figures now, not at the statistics timer's next tick.
+    private var statisticsWanted = false
     /// When the release last made progress, and the `actual` it had got to.
     private var releaseProgressAt = Duration.zero
     private var releaseLastActual = UInt64.max
@@ -139,6 +144,12 @@ public struct ReclaimPolicy: Sendable {
         self.floorBytes = settings.cacheFloorBytes
         self.userTargetBytes = userTargetBytes
         if userTargetBytes > 0 { state = .userTarget }
+    }
+
+    /// Whether the last `step` asked for the guest's statistics at once; asking clears it.
+    public mutating func takeStatisticsRequest() -> Bool {
+        defer { statisticsWanted = false }
+        return statisticsWanted
     }
 
     /// Whether the next `step` at `elapsed` wants the costlier signals (resident memory, vCPU
@@ -372,14 +383,21 @@ public struct ReclaimPolicy: Sendable {
                 end(current, now, abort: nil)
                 return release(at: now.elapsed)
             }
-            // Wait for figures the guest made after this stage, then size the next one.
+            // Wait for figures the guest made after this stage, then size the next one. Asked
+            // for at once (`takeStatisticsRequest`) rather than at the next tick of the
+            // statistics timer: the wait between stages was 1-2 s of the squeeze. Fresh are the
+            // figures that answer a request made since; where requests are not known (a
+            // simulated guest), the second update after the stage.
             guard let reached = current.reachedAtUpdates else {
                 current.reachedAtUpdates = now.statisticsUpdates
+                current.reachedAtRequest = now.statisticsRequests
                 current.progressAt = now.elapsed
+                statisticsWanted = true
                 squeeze = current
                 return nil
             }
-            guard now.statisticsUpdates > reached + 1 else {
+            let fresh = now.answeredStatisticsRequest > current.reachedAtRequest || now.statisticsUpdates > reached + 1
+            guard fresh else {
                 squeeze = current
                 return nil
             }

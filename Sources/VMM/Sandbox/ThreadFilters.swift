@@ -27,7 +27,8 @@ enum ThreadFilters {
         case .api: api
         case .signalWatcher: signalWatcher
         case .console: console
-        case .memoryMonitor, .reclaimer: monitor
+        case .memoryMonitor: monitor
+        case .reclaimer: reclaimer
         case .metrics: []
         case .timers: interrupts
         }
@@ -85,6 +86,10 @@ enum ThreadFilters {
     ]
 
     static let monitor = readOnlyOpen + interrupts
+
+    /// The monitor's, and re-arming the balloon's statistics timer (fresh figures between the
+    /// stages of a squeeze).
+    static let reclaimer = monitor + [SyscallRule("timerfd_settime")]
 
     /// After the run: joining the threads, restoring the terminal, the summary, the last metrics.
     static let mainThread = readOnlyOpen + interrupts + [

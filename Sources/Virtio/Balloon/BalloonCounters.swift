@@ -26,6 +26,11 @@ public struct BalloonCounters: Sendable, Equatable {
     /// Guest statistics: the latest value of each tag and how many updates arrived.
     public var guestStatistics: [UInt16: UInt64] = [:]
     public var statisticsUpdates: UInt64 = 0
+    /// Statistics buffers handed back to the driver (each asks it for fresh figures), and which of
+    /// those requests the latest update answered (0: none, as the driver's first buffer): figures
+    /// made after a moment are those answering a request made after it.
+    public var statisticsRequests: UInt64 = 0
+    public var answeredStatisticsRequest: UInt64 = 0
 
     public init() {}
 }

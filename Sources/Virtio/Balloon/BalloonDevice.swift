@@ -52,6 +52,8 @@ public final class BalloonDevice: VirtioDevice {
     private var roles: [BalloonQueue]
     /// The statistics buffer the driver gave last, kept until Ebb wants the next update.
     private var heldStatistics: UInt16?
+    /// The request the buffer now with the driver answers (see `BalloonCounters`).
+    private var outstandingStatisticsRequest: UInt64 = 0
     private var negotiated: UInt64 = 0
     /// Inflated pages waiting for the rest of their huge page (see `InflatedBlocks`).
     private var waitingInflations = InflatedBlocks()
@@ -78,6 +80,7 @@ public final class BalloonDevice: VirtioDevice {
     public func activate(features: UInt64) {
         roles = BalloonQueue.roles(features: features)
         heldStatistics = nil
+        outstandingStatisticsRequest = 0
         negotiated = features
     }
 
@@ -87,6 +90,7 @@ public final class BalloonDevice: VirtioDevice {
         roles = BalloonQueue.roles(features: offeredFeatures)
         heldStatistics = nil
         actualPages = 0
+        outstandingStatisticsRequest = 0
         negotiated = 0
         waitingInflations.forget()
     }
@@ -141,6 +145,8 @@ public final class BalloonDevice: VirtioDevice {
                 counters.deflatedPages += UInt64(try pageFrames(in: chain, memory: memory).count)
             case .stats:
                 try readStatistics(chain, memory: memory)
+                counters.answeredStatisticsRequest = outstandingStatisticsRequest
+                outstandingStatisticsRequest = 0
                 // Keep the buffer: returning it is how Ebb asks for the next update.
                 if let held = heldStatistics { try queue.pushUsed(head: held, length: 0, memory: memory); used = true }
                 heldStatistics = chain.head
@@ -163,6 +169,8 @@ public final class BalloonDevice: VirtioDevice {
         try queue.pushUsed(head: held, length: 0, memory: memory)
         queues[index] = queue
         heldStatistics = nil
+        counters.statisticsRequests += 1
+        outstandingStatisticsRequest = counters.statisticsRequests
         return true
     }
 

@@ -9,6 +9,10 @@ import GuestMemory
 /// fault once per 4 KiB page instead of once per 2 MiB. Holding a request's pages until the next
 /// one completes their block makes each block one `madvise` of a whole huge page.
 ///
+/// The same holds where the guest gives up cache: its LRU frees pages in the order it read them,
+/// close together but not a block at a time, so several blocks fill at once (with two blocks
+/// waiting, a squeeze discarded 260 MiB of cache in ~1000 pieces; with 32, ~230).
+///
 /// Bounded: at most `capacity` blocks wait; a page in a block pushed out by a newer one, or in a
 /// block no page joined since the last `takeStale`, is discarded on its own as before. Only for a
 /// driver that negotiated VIRTIO_BALLOON_F_MUST_TELL_HOST, which uses no page before its deflation
@@ -30,8 +34,10 @@ struct InflatedBlocks {
     let capacity: Int
     /// Oldest first.
     private var blocks: [Block] = []
+    /// Where the last frame went: frames come sorted, mostly into the same block as the one before.
+    private var lastIndex = 0
 
-    init(capacity: Int = 2) {
+    init(capacity: Int = 32) {
         self.capacity = max(1, capacity)
     }
 
@@ -43,13 +49,16 @@ struct InflatedBlocks {
     mutating func add(frame: UInt64, discard: (_ firstFrame: UInt64, _ frames: Int) -> Void) {
         let first = frame / UInt64(Self.framesPerBlock) * UInt64(Self.framesPerBlock)
         let index: Int
-        if let found = blocks.firstIndex(where: { $0.firstFrame == first }) {
+        if lastIndex < blocks.count, blocks[lastIndex].firstFrame == first {
+            index = lastIndex
+        } else if let found = blocks.firstIndex(where: { $0.firstFrame == first }) {
             index = found
         } else {
             if blocks.count >= capacity { Self.runs(of: blocks.removeFirst(), discard) }
             blocks.append(Block(firstFrame: first, bits: [UInt64](repeating: 0, count: Self.wordsPerBlock)))
             index = blocks.count - 1
         }
+        lastIndex = index
         let bit = Int(frame - first)
         let mask: UInt64 = 1 << UInt64(bit % 64)
         guard blocks[index].bits[bit / 64] & mask == 0 else { return }
