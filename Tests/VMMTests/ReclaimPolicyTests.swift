@@ -360,9 +360,13 @@ struct ReclaimSimulation {
         #expect(simulation.policy.state == .busy)
     }
 
-    /// Reading stops: the squeeze follows within a couple of seconds, not the next interval (5 s).
-    @Test func aGuestThatStopsReadingIsSqueezedSoonAfter() {
-        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 300))
+    /// Reading stops: the squeeze follows within a couple of seconds, not the next interval (5 s);
+    /// also when the guest's figures come only once a second (as they do), so that a recheck
+    /// finds none new: the decision then waits for them, not for the next interval.
+    @Test(arguments: [false, true]) func aGuestThatStopsReadingIsSqueezedSoonAfter(figuresOnceASecond: Bool) {
+        var guest = SimulatedGuest(coldCacheMiB: 300)
+        guest.requestedStatistics = figuresOnceASecond
+        var simulation = ReclaimSimulation(guest)
         var requests: UInt64 = 0
         for _ in 0..<(4 * 13) {
             simulation.guest.tick()

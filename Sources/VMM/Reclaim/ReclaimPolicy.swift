@@ -243,11 +243,14 @@ public struct ReclaimPolicy: Sendable {
 
     private mutating func decide(_ now: ReclaimObservation) -> UInt64? {
         let previous = lastDecision
+        // Two updates of the guest's figures, the later one fresh: deltas mean something. With no
+        // fresh update yet the decision stays due, and the next tick looks again: taken as made,
+        // it put the next one a whole interval off (the guest's figures come once a second, and a
+        // recheck after reading found none new half the time: a squeeze 5 s late).
+        if let previous, now.statisticsUpdates <= previous.updates { return nil }
         lastDecision = Baseline(elapsed: now.elapsed, observedAt: now.elapsed, updates: now.statisticsUpdates, halted: now.haltedNanoseconds,
                                 deviceRequests: now.deviceRequests, networkBytes: now.networkBytes, statistics: now.statistics)
-        // Two updates of the guest's figures, the later one fresh: deltas mean something.
-        guard let statistics = now.statistics, let previous, let before = previous.statistics,
-              now.statisticsUpdates > previous.updates else { return nil }
+        guard let statistics = now.statistics, let previous, let before = previous.statistics else { return nil }
 
         if let kills = statistics.oomKills, let killsBefore = before.oomKills, kills > killsBefore {
             stop(at: now.elapsed)
