@@ -387,6 +387,24 @@ struct ReclaimSimulation {
         #expect(delay != nil && delay! <= .seconds(2), "squeezed \(String(describing: delay)) after the reads stopped")
     }
 
+    /// Reads that begin and end between two decisions: the squeeze follows them as soon, not at
+    /// the decision after them (up to an interval later).
+    @Test func aShortReadBetweenDecisionsIsFollowedSoonToo() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 300))
+        var requests: UInt64 = 0
+        var squeezedAt: Duration?
+        // The first decision is at the first tick; the guest reads from 0.5 s to 1.5 s.
+        while squeezedAt == nil, simulation.guest.elapsed < .seconds(10) {
+            simulation.guest.tick()
+            if simulation.guest.elapsed > .milliseconds(500), simulation.guest.elapsed <= .milliseconds(1500) { requests += 1 }
+            var observation = simulation.guest.observation(resident: simulation.policy.wantsCostlySample(at: simulation.guest.elapsed))
+            observation.deviceRequests = requests
+            if simulation.policy.step(observation) != nil { squeezedAt = simulation.guest.elapsed }
+        }
+        let delay = squeezedAt.map { $0 - .milliseconds(1500) }
+        #expect(delay != nil && delay! <= .seconds(2), "squeezed \(String(describing: delay)) after the reads stopped")
+    }
+
     /// A guest moving megabytes a second on its NICs is left alone, as one reading its disk, and
     /// squeezed soon after it stops; background chatter (a few KiB a second) stops nothing.
     @Test func aGuestMovingDataOnTheNetworkIsLeftToFinish() {

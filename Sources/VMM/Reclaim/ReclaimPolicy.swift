@@ -235,6 +235,13 @@ public struct ReclaimPolicy: Sendable {
         default:
             break
         }
+        // Reads seen between decisions: the next one comes soon, and rechecks follow them as
+        // below, instead of waiting for the interval (reads that began and ended between two
+        // decisions were found only by the next one: a squeeze up to 5 s after them).
+        if var last = lastDecision, observation.deviceRequests > last.deviceRequests {
+            last.elapsed = min(last.elapsed, observation.elapsed - settings.interval + Self.recheckAfterReading)
+            lastDecision = last
+        }
         guard decisionDue(at: observation.elapsed) else { return nil }
         return decide(observation)
     }
