@@ -166,7 +166,7 @@ public final class VirtioMMIOTransport: BusDevice {
     public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
         if offset >= VirtioMMIORegister.config {
             let bytes = Array(data)
-            work.withLock { $0.device.writeConfig(offset: offset - VirtioMMIORegister.config, bytes: bytes) }
+            work.withLock { $0.device.writeConfig(offset: offset - VirtioMMIORegister.config, bytes: bytes, memory: memory) }
             return
         }
         guard data.count == 4 else { return }

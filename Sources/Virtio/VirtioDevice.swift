@@ -18,8 +18,9 @@ public protocol VirtioDevice: AnyObject {
     func maximumQueueSize(queue index: Int) -> UInt16
     /// `count` bytes of config space from `offset` (zeros past its end).
     func readConfig(offset: UInt64, count: Int) -> [UInt8]
-    /// The driver wrote `bytes` at `offset` of config space.
-    func writeConfig(offset: UInt64, bytes: [UInt8])
+    /// The driver wrote `bytes` at `offset` of config space (guest RAM at hand, for a device whose
+    /// config writes say that work is over).
+    func writeConfig(offset: UInt64, bytes: [UInt8], memory: GuestMemory)
     /// The driver set DRIVER_OK with these features.
     func activate(features: UInt64)
     /// Consumes what the driver made available on queue `index`; returns whether any chain was
@@ -50,6 +51,8 @@ public protocol VirtioDevice: AnyObject {
 }
 
 extension VirtioDevice {
+    /// Config space the driver may not write: writes are ignored.
+    public func writeConfig(offset: UInt64, bytes: [UInt8], memory: GuestMemory) {}
     public var tickInterval: Duration? { nil }
     public func tick(queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool { false }
     public var hostEventSources: [Int32] { [] }

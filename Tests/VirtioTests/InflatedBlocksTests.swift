@@ -143,6 +143,19 @@ private struct Due {
         #expect(live.fixture.counters.inflateDiscardedBytes == 1 << 20)
     }
 
+    /// The driver writes `actual` after each request: once it reaches the target, no more pages
+    /// come, and what waits is discarded then.
+    @Test func actualAtTheTargetDiscardsWhatWaits() throws {
+        var live = try Live()
+        try live.touch(0x400..<0x500)
+        try live.send(Array(0x400..<0x500), queue: 0)
+        live.fixture.transport.write32(VirtioMMIORegister.config + 4, 256)
+        #expect(live.resident(0x400..<0x500) == 1 << 20)
+        live.fixture.transport.write32(VirtioMMIORegister.config + 4, 2048) // the target: 8 MiB
+        #expect(live.resident(0x400..<0x500) == 0)
+        #expect(live.fixture.counters.inflateDiscardedBytes == 1 << 20)
+    }
+
     /// Pages no request joined for a tick are discarded by the next one.
     @Test func theStatisticsTimerDiscardsWhatStoppedGrowing() throws {
         var live = try Live()

@@ -118,10 +118,14 @@ public final class BalloonDevice: VirtioDevice {
         }
     }
 
-    public func writeConfig(offset: UInt64, bytes: [UInt8]) {
+    public func writeConfig(offset: UInt64, bytes: [UInt8], memory: GuestMemory) {
         // Only `actual` (offset 4) is the driver's to write.
         guard offset == 4, bytes.count == 4 else { return }
         actualPages = UInt32(littleEndianValue(bytes[0..<4]))
+        // The driver writes `actual` after each request; at the target no more pages come, and
+        // what waits for its block's other pages would wait for the statistics tick (1-2 s of
+        // guest RAM's resident size not yet fallen, up to 64 MiB of it).
+        if actualPages >= targetPages { discardWaitingInflations(memory: memory) }
     }
 
     public func process(queueIndex: Int, queue: inout SplitQueue, memory: GuestMemory) throws(QueueError) -> Bool {

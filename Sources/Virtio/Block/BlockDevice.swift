@@ -101,8 +101,7 @@ public final class BlockDevice: VirtioDevice {
         }
     }
 
-    /// Nothing in Ebb's config space is the driver's to write (no writeback toggle).
-    public func writeConfig(offset: UInt64, bytes: [UInt8]) {}
+    // Config writes are ignored: nothing in Ebb's config space is the driver's (no writeback toggle).
 
     public func process(queueIndex: Int, queue: inout SplitQueue, memory: GuestMemory) throws(QueueError) -> Bool {
         var used = false

@@ -110,8 +110,7 @@ public final class NetDevice: VirtioDevice {
         }
     }
 
-    /// The MAC is the device's to set (no VIRTIO_NET_F_CTRL_MAC_ADDR); writes are ignored.
-    public func writeConfig(offset: UInt64, bytes: [UInt8]) {}
+    // Config writes are ignored: the MAC is the device's to set (no VIRTIO_NET_F_CTRL_MAC_ADDR).
 
     public func process(queueIndex: Int, queue: inout SplitQueue, memory: GuestMemory) throws(QueueError) -> Bool {
         switch queueIndex {
