@@ -94,9 +94,11 @@ public struct ReclaimPolicy: Sendable {
 
     /// After a release, the next decision comes this soon (given fresh figures by then).
     static let settleAfterRelease: Duration = .seconds(1)
-    /// While the guest reads its disks, whether it has stopped is asked this often (the
-    /// reclaimer looks four times a second; reads going on come a few milliseconds apart).
-    static let recheckAfterReading: Duration = .milliseconds(500)
+    /// While the guest reads its disks, whether it has stopped is asked this often. Not less: on
+    /// the emulated host a guest reading one file without a pause left its disk quiet for more
+    /// than half a second at times, and a squeeze in the middle of its reads (the bench's one run
+    /// of five at 0.5 s) came back for the cache only half a minute later.
+    static let recheckAfterReading: Duration = .seconds(1)
     /// A squeeze goes in stages, each sized from fresh figures; this many at most.
     static let maximumStages = 4
     /// A stage that would take less cache than this ends the squeeze.
