@@ -315,6 +315,24 @@ struct ReclaimSimulation {
         #expect(simulation.guest.balloonBytes == 0)
     }
 
+    /// Backed off after a free-pages squeeze that gained nothing, the policy still squeezes for
+    /// cache the guest reads meanwhile: the free pages it could not reach say nothing of that.
+    @Test func cacheReadDuringANoGainBackOffIsStillSqueezedFor() {
+        var guest = SimulatedGuest(coldCacheMiB: 0)
+        guest.unreachableResidentBytes = 40 * Self.mib
+        var simulation = ReclaimSimulation(guest)
+        var backedOffAt: Duration?
+        simulation.run(for: .seconds(40)) { simulation in
+            if backedOffAt == nil, simulation.policy.counters.backOffs[.noGain] != nil {
+                backedOffAt = simulation.guest.elapsed
+                simulation.guest.coldCacheBytes += 260 * Self.mib
+            }
+        }
+        #expect(backedOffAt != nil)
+        #expect(simulation.policy.counters.squeezes == 2, "a free-pages squeeze, then one for the cache")
+        #expect(simulation.guest.coldCacheBytes <= 8 * Self.mib, "cache left: \(simulation.guest.coldCacheBytes / Self.mib) MiB")
+    }
+
     @Test func aSmallCacheExcessIsNotWorthAPassOverAllFreeMemory() {
         // 40 MiB of cache above the floor among 880 MiB free: the guest would zero 880 MiB for 40.
         var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 48))

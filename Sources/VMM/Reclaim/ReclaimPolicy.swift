@@ -114,9 +114,13 @@ public struct ReclaimPolicy: Sendable {
     private var pausedUntil: Duration?
     /// What the state is while paused: backed off, or stopped after an OOM.
     private var pausedState = State.backedOff
-    /// Whether the pause is for a refetch alone: the guest wants its cache, and a squeeze that
-    /// takes none (free pages the host still backs) may still run.
-    private var pausedOnlyForRefetch = false
+    /// What a pause for one reason alone still lets run: after a refetch the guest wants its
+    /// cache, and a squeeze that takes none (free pages the host still backs) may still run;
+    /// after a free-pages squeeze that gained nothing, a squeeze for cache may (the free pages it
+    /// could not reach say nothing of cache read since: paused whole, a guest that read 260 MiB
+    /// just after such a squeeze kept it for the whole back-off, 30 s).
+    private enum PauseScope { case nothing, freePagesOnly, cacheOnly }
+    private var pauseAllows = PauseScope.nothing
     /// What the last decision saw the guest doing: idle or busy.
     private var activity = State.starting
     /// The vCPUs' busy share over the last interval.
@@ -282,14 +286,19 @@ public struct ReclaimPolicy: Sendable {
         // Backed off for a refetch, only free pages may be squeezed for: the cache squeeze whose
         // leftovers they are is what the guest read back, not them (without this, a refetch of a
         // hot file after the first squeeze left its resident free pages for the whole back-off).
+        // Backed off for a free-pages squeeze that gained nothing, only cache.
         var freePagesOnly = false
+        var cacheOnly = false
         if let until = pausedUntil {
             if now.elapsed < until {
-                guard pausedOnlyForRefetch else { return nil }
-                freePagesOnly = true
+                switch pauseAllows {
+                case .nothing: return nil
+                case .freePagesOnly: freePagesOnly = true
+                case .cacheOnly: cacheOnly = true
+                }
             } else {
                 pausedUntil = nil
-                pausedOnlyForRefetch = false
+                pauseAllows = .nothing
             }
         }
 
@@ -299,7 +308,7 @@ public struct ReclaimPolicy: Sendable {
         let transferring = isTransferring(now, since: previous)
         let busy = share > settings.idleBusyShare || reading || transferring
         activity = busy ? .busy : .idle
-        state = freePagesOnly ? pausedState : activity
+        state = freePagesOnly || cacheOnly ? pausedState : activity
         // The guest is filling its cache from a disk right now: squeezing would take what it is
         // reading (and cost it a pass over its free memory). Look again in a second rather than
         // an interval: the cache it read is coldest, and cheapest to return, once it stops (on
@@ -332,7 +341,7 @@ public struct ReclaimPolicy: Sendable {
         // resident free memory for good).
         if cacheTake > 0, cacheTake + residentFree < max(settings.minimumGainBytes, statistics.freeBytes / 16) { cacheTake = 0 }
         if cacheTake == 0 {
-            guard residentFree >= settings.minimumFreeGainBytes else { return nil }
+            guard !cacheOnly, residentFree >= settings.minimumFreeGainBytes else { return nil }
         }
 
         // The balloon takes free memory first, then the guest reclaims cache for what it asks
@@ -506,11 +515,13 @@ public struct ReclaimPolicy: Sendable {
 
     private mutating func backOff(_ reason: BackOff, at elapsed: Duration) {
         counters.backOffs[reason, default: 0] += 1
-        if reason != .refetch {
-            pausedOnlyForRefetch = false
-        } else if pausedUntil == nil {
-            pausedOnlyForRefetch = true
+        // One reason alone may leave something to squeeze for; two leave nothing.
+        let allows: PauseScope = switch reason {
+        case .refetch: .freePagesOnly
+        case .noGain: .cacheOnly
+        default: .nothing
         }
+        pauseAllows = pausedUntil == nil || pauseAllows == allows ? allows : .nothing
         let until = elapsed + settings.interval * settings.backOffIntervals
         guard pausedUntil.map({ $0 < until }) ?? true else { return }
         pausedUntil = until
@@ -520,7 +531,7 @@ public struct ReclaimPolicy: Sendable {
 
     private mutating func stop(at elapsed: Duration) {
         counters.backOffs[.outOfMemory, default: 0] += 1
-        pausedOnlyForRefetch = false
+        pauseAllows = .nothing
         pausedUntil = elapsed + settings.outOfMemoryPause
         pausedState = .stopped
         state = .stopped
