@@ -102,16 +102,17 @@ public struct APIRoutes: Sendable {
         }
     }
     struct IdleReclaim: Encodable {
-        let state: String, squeezes: UInt64, squeezedBytes: UInt64, floorMib: UInt64, intervalS: Double
+        let state: String, squeezes: UInt64, freePagesSqueezes: UInt64, squeezedBytes: UInt64, floorMib: UInt64, intervalS: Double
         let aborts: [String: UInt64], backOffs: [String: UInt64]
         enum CodingKeys: String, CodingKey {
-            case state, squeezes, squeezedBytes = "squeezed_bytes", floorMib = "floor_mib", intervalS = "interval_s"
+            case state, squeezes, freePagesSqueezes = "free_pages_squeezes", squeezedBytes = "squeezed_bytes", floorMib = "floor_mib", intervalS = "interval_s"
             case aborts, backOffs = "back_offs"
         }
 
         init(_ status: ReclaimStatus) {
             state = status.state.rawValue
             squeezes = status.counters.squeezes
+            freePagesSqueezes = status.counters.freePagesSqueezes
             squeezedBytes = status.counters.squeezedBytes
             floorMib = status.floorBytes >> 20
             intervalS = Double(status.interval.components.seconds) + Double(status.interval.components.attoseconds) / 1e18

@@ -98,7 +98,8 @@ extension MetricsLine {
                                     ("missed_log_count", Log.missedLines), ("rate_limited_log_count", 0)]))
         if let reclaim = machine?.reclaimStatus, let counters = machine?.balloonCounters {
             families.append(("ebb_reclaim", [
-                ("squeezes", reclaim.counters.squeezes), ("squeezed_bytes", reclaim.counters.squeezedBytes),
+                ("squeezes", reclaim.counters.squeezes), ("free_pages_squeezes", reclaim.counters.freePagesSqueezes),
+                ("squeezed_bytes", reclaim.counters.squeezedBytes),
                 ("report_returned_bytes", counters.reportReturnedBytes),
                 ("aborts", reclaim.counters.aborts.values.reduce(0, +)), ("back_offs", reclaim.counters.backOffs.values.reduce(0, +)),
             ]))

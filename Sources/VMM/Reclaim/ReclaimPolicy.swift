@@ -90,6 +90,13 @@ public struct ReclaimPolicy: Sendable {
         /// allocator hands out its per-CPU lists and its smallest free blocks before it splits
         /// the large, reported ones).
         var residentGoalBytes: UInt64?
+        /// The free-pages squeeze that follows a cache squeeze: made once, whatever it gains, so
+        /// a small gain is no reason to back off (that is for squeezes that would repeat).
+        var followsCacheSqueeze = false
+        /// Where `actual` must have got to before the resident goal can end the squeeze: past the
+        /// guest's per-CPU free lists, behind which the one after a cache squeeze finds what it
+        /// came for (the guest's figures do not show it).
+        var goalCountsFrom: UInt64 = 0
     }
 
     /// After a release, the next decision comes this soon (given fresh figures by then).
@@ -139,8 +146,11 @@ public struct ReclaimPolicy: Sendable {
     public private(set) var reserveEstimateBytes: UInt64 = 0
     /// Guest RAM resident when the squeeze being released began.
     private var releasedFrom: UInt64?
-    /// Whether the squeeze being released came for free pages (not cache).
+    /// Whether the squeeze being released came for free pages (not cache), and may repeat.
     private var releasingFreePages = false
+    /// A cache squeeze ended since the last squeeze began: a free-pages squeeze is due for what
+    /// it left resident, however little of it the guest's figures show.
+    private var freePagesFollowUpDue = false
     /// After a squeeze: the guest's major faults then, and until when a rise counts as refetch.
     private var refetchWatch: (majorFaults: UInt64, until: Duration)?
 
@@ -341,7 +351,7 @@ public struct ReclaimPolicy: Sendable {
         // resident free memory for good).
         if cacheTake > 0, cacheTake + residentFree < max(settings.minimumGainBytes, statistics.freeBytes / 16) { cacheTake = 0 }
         if cacheTake == 0 {
-            guard !cacheOnly, residentFree >= settings.minimumFreeGainBytes else { return nil }
+            guard !cacheOnly, residentFree >= settings.minimumFreeGainBytes || freePagesFollowUpDue else { return nil }
         }
 
         // The balloon takes free memory first, then the guest reclaims cache for what it asks
@@ -350,11 +360,13 @@ public struct ReclaimPolicy: Sendable {
         // that reserve, and each next stage for what fresh figures show is left above `keep`
         // (see stepSqueeze). Asking for it all at once, with figures a second late, took the
         // guest's hot cache too.
-        // For free pages alone (no cache above the floor), twice the resident free memory, within
-        // the guest's own MemAvailable (which leaves out its reserves, so its cache is not touched).
+        // For free pages alone (no cache above the floor), twice the resident free memory plus
+        // the guest's per-CPU free lists, within the guest's own MemAvailable (which leaves out
+        // its reserves, so its cache is not touched).
         let keep = floorBytes + (excess - cacheTake)
+        let perCPULists = UInt64(Double(guestRAMBytes) * settings.perCPUFreeListShare)
         let wanted = cacheTake > 0 ? (statistics.freeBytes + cacheTake) &- min(reserveEstimateBytes, statistics.freeBytes + cacheTake)
-                                   : min(statistics.availableBytes &- min(keep, statistics.availableBytes), 2 * residentFree)
+                                   : min(statistics.availableBytes &- min(keep, statistics.availableBytes), 2 * residentFree + perCPULists)
         let amount = wanted / GuestPage.bytes * GuestPage.bytes
         guard amount > 0 else { return nil }
         let target = now.balloonActualBytes + amount
@@ -362,8 +374,12 @@ public struct ReclaimPolicy: Sendable {
                           progressAt: now.elapsed, residentAtStart: now.residentBytes,
                           deflatedAtStart: now.deflatedBytes, keepCacheBytes: cacheTake > 0 ? keep : nil,
                           updatesAtStart: now.statisticsUpdates, cacheBudgetBytes: cacheTake, reclaimableAtStage: reclaimable,
-                          residentGoalBytes: cacheTake > 0 ? nil : residentFree)
+                          residentGoalBytes: cacheTake > 0 ? nil : residentFree,
+                          followsCacheSqueeze: cacheTake == 0 && freePagesFollowUpDue,
+                          goalCountsFrom: cacheTake == 0 && freePagesFollowUpDue ? now.balloonActualBytes + residentFree + perCPULists : 0)
+        freePagesFollowUpDue = false
         counters.squeezes += 1
+        if cacheTake == 0 { counters.freePagesSqueezes += 1 }
         state = .squeezing
         return target
     }
@@ -477,7 +493,7 @@ public struct ReclaimPolicy: Sendable {
 
     /// A free-pages squeeze has given back all but a few MiB of the resident free memory it came for.
     private func hasItsResidentGain(_ squeeze: Squeeze, _ now: ReclaimObservation) -> Bool {
-        guard let goal = squeeze.residentGoalBytes, let start = squeeze.residentAtStart, let resident = now.residentBytes,
+        guard now.balloonActualBytes >= squeeze.goalCountsFrom, let goal = squeeze.residentGoalBytes, let start = squeeze.residentAtStart, let resident = now.residentBytes,
               start > resident else { return false }
         return start - resident + settings.minimumFreeGainBytes / 2 >= goal
     }
@@ -496,11 +512,15 @@ public struct ReclaimPolicy: Sendable {
     private mutating func end(_ finished: Squeeze, _ now: ReclaimObservation, abort: Abort?) {
         squeeze = nil
         releasedFrom = finished.residentAtStart
-        releasingFreePages = finished.residentGoalBytes != nil
+        releasingFreePages = finished.residentGoalBytes != nil && !finished.followsCacheSqueeze
         if let abort { counters.aborts[abort, default: 0] += 1 }
-        // Only a squeeze that took cache can make the guest read it back.
-        if finished.residentGoalBytes == nil, let faults = now.statistics?.majorFaults {
-            refetchWatch = (faults, now.elapsed + settings.interval * settings.refetchWatchIntervals)
+        // Only a squeeze that took cache can make the guest read it back, and leave resident
+        // free memory the guest does not show.
+        if finished.residentGoalBytes == nil {
+            freePagesFollowUpDue = true
+            if let faults = now.statistics?.majorFaults {
+                refetchWatch = (faults, now.elapsed + settings.interval * settings.refetchWatchIntervals)
+            }
         }
     }
 
@@ -547,6 +567,9 @@ public struct ReclaimPolicy: Sendable {
 public struct ReclaimCounters: Sendable, Equatable {
     /// Squeezes started, and the resident bytes their inflations gave back to the host.
     public var squeezes: UInt64 = 0
+    /// Those of them that came for free pages alone (the one after each cache squeeze among them).
+    public var freePagesSqueezes: UInt64 = 0
+    public var cacheSqueezes: UInt64 { squeezes - freePagesSqueezes }
     public var squeezedBytes: UInt64 = 0
     public var aborts: [ReclaimPolicy.Abort: UInt64] = [:]
     public var backOffs: [ReclaimPolicy.BackOff: UInt64] = [:]

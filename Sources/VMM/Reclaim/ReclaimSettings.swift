@@ -20,8 +20,16 @@ public struct ReclaimSettings: Sendable, Equatable {
     /// A squeeze that would give back less than this, or than a sixteenth of the guest's free
     /// memory, is not worth the guest's pass over it.
     public var minimumGainBytes: UInt64 = 16 << 20
-    /// Resident free memory worth a squeeze of its own (which asks for only twice that).
+    /// Resident free memory worth a squeeze of its own (which asks for only twice that, plus
+    /// `perCPUFreeListShare`).
     public var minimumFreeGainBytes: UInt64 = 8 << 20
+    /// Free memory Linux keeps on its per-CPU free lists, which MemFree leaves out (so Ebb takes it
+    /// for memory in use), up to this share of guest RAM: the emulated host's 1 GiB guest held
+    /// 20-37 MiB there after a squeeze's deflation, its lists' `high` 55 MiB. The balloon
+    /// empties these lists before it reaches the guest's small free blocks, so a free-pages
+    /// squeeze asks for this much on top of what it came for, and one follows every cache
+    /// squeeze (whose last reclaimed pages stay resident, free, where the balloon did not take them).
+    public var perCPUFreeListShare = 1.0 / 16
     /// A squeeze whose `actual` has not moved for this long has stalled: it ends there.
     public var stallTimeout: Duration = .seconds(3)
     /// The longest a squeeze may take, progress or not. Long: a squeeze that still progresses is
