@@ -25,7 +25,12 @@ final class FakeBalloon: MachineControl, Sendable {
         return counters
     }
     var balloonActualBytes: UInt64? { 8 << 20 }
-    var reclaimStatus: ReclaimStatus? { nil }
+    var reclaimStatus: ReclaimStatus? {
+        var counters = ReclaimCounters()
+        counters.squeezes = 3
+        counters.freePagesSqueezes = 2
+        return ReclaimStatus(state: .idle, counters: counters, floorBytes: 4 << 20, interval: .seconds(5))
+    }
     var disks: [DiskStatus] { [] }
     var networkInterfaces: [NetworkInterfaceStatus] { [] }
     private let paused = Mutex(false)
@@ -66,6 +71,7 @@ final class FakeBalloon: MachineControl, Sendable {
         #expect(response.body.contains(#""free_page_reports":3"#))
         #expect(response.body.contains(#""free_memory":1234"#))
         #expect(response.body.contains(#""actual_mib":8"#))
+        #expect(response.body.contains(#""squeezes":3"#) && response.body.contains(#""free_pages_squeezes":2"#), "\(response.body)")
     }
 
     @Test func badRequestsGetFirecrackerStyleFaults() {
