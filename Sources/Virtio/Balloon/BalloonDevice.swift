@@ -137,9 +137,9 @@ public final class BalloonDevice: VirtioDevice {
                 let frames = try pageFrames(in: chain, memory: memory)
                 counters.inflatedPages += UInt64(frames.count)
                 if holdsInflations(memory: memory) {
-                    var due: [UInt64] = []
-                    for frame in frames { waitingInflations.add(frame: frame) { due += $0..<$0 + UInt64($1) } }
-                    discardInflated(frames: due, memory: memory)
+                    discardInflatedRuns(memory: memory) { discard in
+                        for frame in frames { waitingInflations.add(frame: frame, discard: discard) }
+                    }
                 } else {
                     discardInflated(frames: frames, memory: memory)
                 }
@@ -165,9 +165,7 @@ public final class BalloonDevice: VirtioDevice {
     }
 
     public func tick(queues: inout [SplitQueue?], memory: GuestMemory) throws(QueueError) -> Bool {
-        var stale: [UInt64] = []
-        waitingInflations.takeStale { stale += $0..<$0 + UInt64($1) }
-        discardInflated(frames: stale, memory: memory)
+        discardInflatedRuns(memory: memory) { waitingInflations.takeStale(discard: $0) }
         guard let held = heldStatistics,
               let index = roles.firstIndex(of: .stats), index < queues.count, var queue = queues[index] else { return false }
         try queue.pushUsed(head: held, length: 0, memory: memory)
@@ -235,9 +233,26 @@ public final class BalloonDevice: VirtioDevice {
     }
 
     private func discardWaitingInflations(memory: GuestMemory) {
-        var waiting: [UInt64] = []
-        waitingInflations.takeAll { waiting += $0..<$0 + UInt64($1) }
-        discardInflated(frames: waiting, memory: memory)
+        discardInflatedRuns(memory: memory) { waitingInflations.takeAll(discard: $0) }
+    }
+
+    /// The runs of inflated frames `take` hands over (first frame, count: checked pages of RAM),
+    /// joined where one follows another, one `madvise` per joined run. A run that does not lie in
+    /// one RAM region (two regions that meet) goes page by page.
+    private func discardInflatedRuns(memory: GuestMemory, _ take: (_ discard: (_ firstFrame: UInt64, _ frames: Int) -> Void) -> Void) {
+        var runs = ContiguousRuns()
+        take { firstFrame, frames in
+            guard let run = GuestRange(start: GuestAddress(firstFrame << 12), length: UInt64(frames) * BalloonLimits.pageBytes) else { return }
+            if memory.region(containing: run) != nil {
+                if let finished = runs.add(run, memory: memory) { discardInflated(finished, memory: memory) }
+                return
+            }
+            for frame in firstFrame..<firstFrame + UInt64(frames) {
+                guard let page = GuestRange(start: GuestAddress(frame << 12), length: BalloonLimits.pageBytes) else { continue }
+                if let finished = runs.add(page, memory: memory) { discardInflated(finished, memory: memory) }
+            }
+        }
+        if let last = runs.pending { discardInflated(last, memory: memory) }
     }
 
     /// The page frames of an inflate/deflate chain's PFN arrays, ascending whatever order the
