@@ -30,9 +30,10 @@ struct IdleReclaimTests {
         #expect(result.stdout.contains("cache: now 4 MiB"), "\(result.stdout)")
         #expect(result.stdout.contains("cache: done cache=4 MiB balloon=0 MiB"), "\(result.stdout)")
         #expect(result.stderr.contains("idle reclaim: busy"), "\(result.stderr)")
-        // The squeeze for the cache, and the one for free pages that follows every cache squeeze.
-        let squeezed = result.stderr.range(of: #"2 squeezes returned (1[0-9][0-9](\.[0-9])? MiB)"#, options: .regularExpression)
-        #expect(squeezed != nil, "two squeezes returning 100-199 MiB: \(result.stderr)")
+        // The squeeze for the cache, the one for free pages that follows every cache squeeze, and
+        // any for free pages the guest's own figures show.
+        let squeezed = result.stderr.range(of: #"[2-9] squeezes returned (1[0-9][0-9](\.[0-9])? MiB)"#, options: .regularExpression)
+        #expect(squeezed != nil, "squeezes returning 100-199 MiB: \(result.stderr)")
         let resident = residentFigures(result.stderr)
         #expect(resident != nil, "\(result.stderr)")
         if let resident { #expect(resident.peak - resident.final >= 100, "host RSS \(resident.peak) -> \(resident.final) MiB") }
