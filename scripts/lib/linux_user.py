@@ -305,6 +305,14 @@ def run_idle_reclaim(argv, memory_mib, timeout_s=300, echo=None):
         result["error"] = "too few RSS samples"
         return result
     result["final-mib"] = samples[-1][1]
+    if echo:
+        # The fall as it came: RSS each half second from the end of the reads on (s:MiB).
+        shown, last = [], None
+        for at, mib in samples:
+            if last is None or at - last >= 0.5:
+                shown.append(f"{at - read[0]:.1f}:{mib:.0f}")
+                last = at
+        echo("RSS after the reads (s:MiB) " + " ".join(shown))
     free, buffers, cached, shmem = (meminfo_kib(after_hold[1], field) for field in ("MemFree", "Buffers", "Cached", "Shmem"))
     pcp = run.first("idle-reclaim: pcp after-hold")
     pages = re.search(r"pages=(\d+)", pcp[1]) if pcp else None

@@ -269,8 +269,12 @@ public struct ReclaimPolicy: Sendable {
         // Two updates of the guest's figures, the later one fresh: deltas mean something. With no
         // fresh update yet the decision stays due, and the next tick looks again: taken as made,
         // it put the next one a whole interval off (the guest's figures come once a second, and a
-        // recheck after reading found none new half the time: a squeeze 5 s late).
-        if let previous, now.statisticsUpdates <= previous.updates { return nil }
+        // recheck after reading found none new half the time: a squeeze 5 s late). They are
+        // asked for at once, not waited for from the guest's timer (up to a second).
+        if let previous, now.statisticsUpdates <= previous.updates {
+            statisticsWanted = true
+            return nil
+        }
         lastDecision = Baseline(elapsed: now.elapsed, observedAt: now.elapsed, updates: now.statisticsUpdates, halted: now.haltedNanoseconds,
                                 deviceRequests: now.deviceRequests, networkBytes: now.networkBytes, statistics: now.statistics)
         guard let statistics = now.statistics, let previous, let before = previous.statistics else { return nil }
