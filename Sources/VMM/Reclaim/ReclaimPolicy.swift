@@ -374,13 +374,14 @@ public struct ReclaimPolicy: Sendable {
         let amount = wanted / GuestPage.bytes * GuestPage.bytes
         guard amount > 0 else { return nil }
         let target = now.balloonActualBytes + amount
+        let followsCacheSqueeze = cacheTake == 0 && freePagesFollowUpDue
         squeeze = Squeeze(target: target, startedAt: now.elapsed, lastActual: now.balloonActualBytes,
                           progressAt: now.elapsed, residentAtStart: now.residentBytes,
                           deflatedAtStart: now.deflatedBytes, keepCacheBytes: cacheTake > 0 ? keep : nil,
                           updatesAtStart: now.statisticsUpdates, cacheBudgetBytes: cacheTake, reclaimableAtStage: reclaimable,
                           residentGoalBytes: cacheTake > 0 ? nil : residentFree,
-                          followsCacheSqueeze: cacheTake == 0 && freePagesFollowUpDue,
-                          goalCountsFrom: cacheTake == 0 && freePagesFollowUpDue ? now.balloonActualBytes + residentFree + perCPULists : 0)
+                          followsCacheSqueeze: followsCacheSqueeze,
+                          goalCountsFrom: followsCacheSqueeze ? now.balloonActualBytes + residentFree + perCPULists : 0)
         freePagesFollowUpDue = false
         counters.squeezes += 1
         if cacheTake == 0 { counters.freePagesSqueezes += 1 }
@@ -497,8 +498,8 @@ public struct ReclaimPolicy: Sendable {
 
     /// A free-pages squeeze has given back all but a few MiB of the resident free memory it came for.
     private func hasItsResidentGain(_ squeeze: Squeeze, _ now: ReclaimObservation) -> Bool {
-        guard now.balloonActualBytes >= squeeze.goalCountsFrom, let goal = squeeze.residentGoalBytes, let start = squeeze.residentAtStart, let resident = now.residentBytes,
-              start > resident else { return false }
+        guard now.balloonActualBytes >= squeeze.goalCountsFrom, let goal = squeeze.residentGoalBytes,
+              let start = squeeze.residentAtStart, let resident = now.residentBytes, start > resident else { return false }
         return start - resident + settings.minimumFreeGainBytes / 2 >= goal
     }
 

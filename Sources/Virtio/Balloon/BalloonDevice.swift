@@ -209,12 +209,9 @@ public final class BalloonDevice: VirtioDevice {
     /// Inflated page frames (each a checked page of RAM), one `madvise` per run of consecutive
     /// ones: each call makes KVM invalidate the guest's mappings, whatever its length.
     private func discardInflated(frames: [UInt64], memory: GuestMemory) {
-        var runs = ContiguousRuns()
-        for frame in frames {
-            guard let page = GuestRange(start: GuestAddress(frame << 12), length: BalloonLimits.pageBytes) else { continue }
-            if let finished = runs.add(page, memory: memory) { discardInflated(finished, memory: memory) }
+        discardInflatedRuns(memory: memory) { discard in
+            for frame in frames { discard(frame, 1) }
         }
-        if let last = runs.pending { discardInflated(last, memory: memory) }
     }
 
     private func discardInflated(_ run: GuestRange, memory: GuestMemory) {
