@@ -19,6 +19,7 @@ import VMM
 
     @Test func loggerWritesFirecrackersLineShapeAtItsLevelAndIsConfiguredOnce() throws {
         let directory = try scratch("logger")
+        defer { try? FileManager.default.removeItem(at: directory) }
         let log = directory.appendingPathComponent("log").path
         let control = ControlPlane(resources: MachineResources())
         let routes = APIRoutes(control: control, instanceID: "vm-7")
@@ -40,6 +41,7 @@ import VMM
 
     @Test func metricsGoToAFIFOAsDeltasOnFlushMetricsUnderFirecrackersNames() throws {
         let directory = try scratch("metrics")
+        defer { try? FileManager.default.removeItem(at: directory) }
         let fifo = directory.appendingPathComponent("metrics.fifo").path
         #expect(mkfifo(fifo, 0o600) == 0)
         let reader = open(fifo, O_RDONLY | O_NONBLOCK)

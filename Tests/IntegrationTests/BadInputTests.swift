@@ -2,12 +2,17 @@ import Foundation
 import Testing
 
 /// Every way a user can get the command line wrong ends in one clear line and a non-zero status.
+/// Each test gets a scratch directory of its own, removed when it ends.
 @Suite(.serialized)
-struct BadInputTests {
-    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ebb-bad-input-\(getpid())")
+final class BadInputTests {
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ebb-bad-input-\(getpid())-\(UUID().uuidString)")
 
     init() throws {
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: scratch)
     }
 
     func file(_ name: String, _ bytes: [UInt8]) throws -> String {

@@ -5,7 +5,8 @@ import Testing
 
 /// virtio-blk on byte-array guest memory and a real image file: request parsing, the status
 /// answers, and the bounds every guest value is checked against.
-@Suite struct BlockDeviceUnitTests {
+/// Each test writes an image of its own, removed when it ends.
+@Suite final class BlockDeviceUnitTests {
     let memory: GuestMemory
     var driver: TestDriver
     let imagePath: String
@@ -19,6 +20,10 @@ import Testing
         driver = TestDriver(memory: memory, size: 16)
         imagePath = FileManager.default.temporaryDirectory.appendingPathComponent("ebb-blk-unit-\(getpid())-\(UUID().uuidString).img").path
         try Data((0..<(64 * 512)).map { UInt8(truncatingIfNeeded: $0 / 512) }).write(to: URL(fileURLWithPath: imagePath))
+    }
+
+    deinit {
+        unlink(imagePath)
     }
 
     func device(readOnly: Bool = false, serial: String? = nil) throws -> BlockDevice {
@@ -35,7 +40,7 @@ import Testing
     }
 
     /// Runs the queue once; the status byte and the used entry's length.
-    mutating func submit(_ device: BlockDevice, _ descriptors: [(UInt64, UInt32, Bool)]) throws -> (status: UInt8, length: UInt32) {
+    func submit(_ device: BlockDevice, _ descriptors: [(UInt64, UInt32, Bool)]) throws -> (status: UInt8, length: UInt32) {
         // Fresh rings each time: the request is the chain at slot 0.
         try driver.clear()
         driver.availIndex = 0
@@ -51,7 +56,7 @@ import Testing
         return (try memory.load(UInt8.self, at: GuestAddress(Self.status)), used.length)
     }
 
-    @Test mutating func readScattersSectorsIntoGuestBuffers() throws {
+    @Test func readScattersSectorsIntoGuestBuffers() throws {
         let disk = try device()
         try writeHeader(type: 0, sector: 3)
         // The header split over two descriptors, the data over two: still one request.
@@ -63,7 +68,7 @@ import Testing
         #expect(try memory.read(at: GuestAddress(Self.data + 4096), count: 512).allSatisfy { $0 == 4 })
     }
 
-    @Test mutating func writeGathersAndReadOnlyRefuses() throws {
+    @Test func writeGathersAndReadOnlyRefuses() throws {
         try memory.write([UInt8](repeating: 0x77, count: 1024), at: GuestAddress(Self.data))
         try writeHeader(type: 1, sector: 10)
         let refused = try submit(try device(readOnly: true), [(Self.header, 16, false), (Self.data, 1024, false), (Self.status, 1, true)])
@@ -77,14 +82,14 @@ import Testing
         #expect(image[12 * 512] == 12)
     }
 
-    @Test mutating func statusMustBeDeviceWritable() throws {
+    @Test func statusMustBeDeviceWritable() throws {
         try writeHeader(type: 0, sector: 0)
         #expect(throws: QueueError.self) {
             _ = try submit(try device(), [(Self.header, 16, false), (Self.data, 512, true), (Self.status, 1, false)])
         }
     }
 
-    @Test mutating func badRequestsAreAnsweredNotFatal() throws {
+    @Test func badRequestsAreAnsweredNotFatal() throws {
         let disk = try device()
         let cases: [(type: UInt32, sector: UInt64, data: [(UInt64, UInt32, Bool)], status: BlockStatus)] = [
             (0, 64, [(Self.data, 512, true)], .ioError),               // past the end
@@ -107,7 +112,7 @@ import Testing
         #expect(disk.counters.unsupported == 1)
     }
 
-    @Test mutating func getIDWritesTheSerialPaddedAndTruncated() throws {
+    @Test func getIDWritesTheSerialPaddedAndTruncated() throws {
         let disk = try device(serial: "serial-0123456789abcdef-too-long")
         try writeHeader(type: 8, sector: 0)
         let result = try submit(disk, [(Self.header, 16, false), (Self.data, 20, true), (Self.status, 1, true)])
