@@ -23,7 +23,7 @@ import re
 import subprocess
 import sys
 
-from vmrun import MIB, VMRun, die, guest_ram_resident_bytes, median, say
+from vmrun import MIB, VMRun, die, guest_ram_resident_bytes, guest_ram_resident_map, median, say, thread_cpu_seconds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -108,10 +108,10 @@ def meminfo_kib(line, field):
     return int(found.group(1)) if found else None
 
 
-def start_run(argv, echo):
+def start_run(argv, echo, on_line=None):
     """Starts the VMM; returns the run, the result dict to fill, and `stage(prefix, limit_s)`,
     which waits for a line and, the first time one does not come, says so in result["error"]."""
-    run = VMRun(argv, echo=echo)
+    run = VMRun(argv, echo=echo, on_line=on_line)
     result = {"argv": argv, "error": None}
 
     def stage(prefix, limit_s):
@@ -294,6 +294,10 @@ def run_idle_reclaim(argv, memory_mib, timeout_s=300, echo=None):
     settled = stage("idle-reclaim: settled", 600) if read else None
     after_hold = stage("idle-reclaim: meminfo after-hold", 60) if settled else None
     guest_ram = guest_ram_resident_bytes(run.pid, memory_mib * MIB) if after_hold else None
+    if echo and after_hold:
+        # Where the resident memory is: MiB backed in each 16 MiB of guest RAM from address 0.
+        slices = guest_ram_resident_map(run.pid, memory_mib * MIB, 16 * MIB) or []
+        echo("resident MiB per 16 MiB of guest RAM " + " ".join(f"{b / MIB:.1f}" for b in slices))
     hot = stage("idle-reclaim: hot", 120) if after_hold else None
     oom = stage("idle-reclaim: oom", 60) if hot else None
     status, killed = run.finish(60 if oom else 5)
@@ -388,11 +392,24 @@ def run_net(argv, server, timeout_s=300, echo=None):
       rx-mbps / tx-mbps  megabits per second of each way's transfers, as the host's server timed
                       them: the median of the rounds (one transfer swings by 2x on the emulated host)
       rx-mbps-rounds / tx-mbps-rounds  each round's figure, in order
-      squeezes        Ebb only: the squeezes its agentless reclaim made during the run"""
+      squeezes        Ebb only: the squeezes its agentless reclaim made during the run
+      rx-host-ms-per-mib / tx-host-ms-per-mib  CPU time the VMM's threads other than its vCPUs'
+                      (device work: Ebb's device threads, QEMU's main loop) took per MiB moved
+                      each way: on the emulated host's one CPU it is time the guest does not get
+      rx-vcpu-ms-per-mib / tx-vcpu-ms-per-mib  the same for the vCPU thread (the guest's own
+                      time, and the exits the VMM serves on it)
+      host-threads    the VMM's threads other than vCPUs by name, CPU seconds over the transfers"""
     import threading
 
     from net_host import parse_line
-    run, result, stage = start_run(argv, echo)
+    # Thread CPU times at the end of each transfer (the guest's line after it) and before the
+    # first: a transfer's share is the difference from the line before it.
+    marks = []
+
+    def mark(run, at, line):
+        if line.startswith(("net: tx-file", "net: rx bytes", "net: rx failed", "net: tx reply")):
+            marks.append((line, thread_cpu_seconds(run.pid)))
+    run, result, stage = start_run(argv, echo, on_line=mark)
     host_lines = []
 
     def read_server():
@@ -441,4 +458,28 @@ def run_net(argv, server, timeout_s=300, echo=None):
         if rates:
             result[key] = median(rates)
             result[key + "-rounds"] = rates
+    result.update(transfer_cpu_figures(marks, blobs, uploads))
     return result
+
+
+def transfer_cpu_figures(marks, blobs, uploads):
+    """run_net's CPU figures from its marks: (guest line, thread CPU seconds by name) in order."""
+    vcpu = lambda name: name.startswith(("ebb-vcpu", "CPU "))  # noqa: E731 (Ebb's and QEMU's names)
+    spent = {"rx": {"host": 0.0, "vcpu": 0.0}, "tx": {"host": 0.0, "vcpu": 0.0}}
+    host_threads = {}
+    for (_, before), (line, after) in zip(marks, marks[1:]):
+        way = "tx" if line.startswith("net: tx reply") else "rx"
+        for name, seconds in after.items():
+            used = seconds - before.get(name, 0.0)
+            spent[way]["vcpu" if vcpu(name) else "host"] += used
+            if not vcpu(name):
+                host_threads[name] = host_threads.get(name, 0.0) + used
+    figures = {}
+    for way, transfers in (("rx", blobs), ("tx", uploads)):
+        mib = sum(int(t.get("bytes", 0)) for t in transfers) / MIB
+        if mib > 0 and len(marks) > 1:
+            figures[f"{way}-host-ms-per-mib"] = spent[way]["host"] * 1000 / mib
+            figures[f"{way}-vcpu-ms-per-mib"] = spent[way]["vcpu"] * 1000 / mib
+    if host_threads:
+        figures["host-threads"] = host_threads
+    return figures

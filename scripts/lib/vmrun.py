@@ -44,35 +44,86 @@ def status_kib(pid, field):
 def guest_ram_resident_bytes(pid, ram_bytes):
     """Rss of the guest-RAM mapping: the largest anonymous mapping at least `ram_bytes` long (Ebb's
     and QEMU's both map guest RAM in one piece), or None."""
+    found = guest_ram_mapping(pid, ram_bytes)
+    return found[2] if found else None
+
+
+def guest_ram_resident_map(pid, ram_bytes, slice_bytes):
+    """Where in guest RAM the host backs pages: the resident bytes of each `slice_bytes` of the
+    guest-RAM mapping from its start (guest physical address 0), from /proc/PID/pagemap's
+    present bits; None when it cannot be read."""
+    found = guest_ram_mapping(pid, ram_bytes)
+    if not found:
+        return None
+    start, size, _ = found
+    page = os.sysconf("SC_PAGE_SIZE")
+    slices = []
+    try:
+        with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+            for offset in range(0, min(size, ram_bytes), slice_bytes):
+                pages = min(slice_bytes, size - offset) // page
+                pagemap.seek((start + offset) // page * 8)
+                entries = pagemap.read(pages * 8)
+                present = sum(entries[i + 7] >> 7 & 1 for i in range(0, len(entries), 8))
+                slices.append(present * page)
+    except OSError:
+        return None
+    return slices
+
+
+def guest_ram_mapping(pid, ram_bytes):
+    """(start address, size, Rss) in bytes of the guest-RAM mapping (above), or None."""
     best = None
     try:
         with open(f"/proc/{pid}/smaps") as smaps:
-            size = rss = None
+            size = rss = start = None
             anonymous = False
             for line in smaps:
                 head = line.split(None, 1)[0]
                 if "-" in head and not head.endswith(":"):
                     if anonymous and size is not None and size * 1024 >= ram_bytes and (best is None or size > best[0]):
-                        best = (size, rss or 0)
+                        best = (size, rss or 0, start)
                     fields = line.split()
                     anonymous = len(fields) < 6
+                    start = int(head.split("-")[0], 16)
                     size = rss = None
                 elif head == "Size:":
                     size = int(line.split()[1])
                 elif head == "Rss:":
                     rss = int(line.split()[1])
             if anonymous and size is not None and size * 1024 >= ram_bytes and (best is None or size > best[0]):
-                best = (size, rss or 0)
+                best = (size, rss or 0, start)
     except OSError:
         return None
-    return best[1] * 1024 if best else None
+    return (best[2], best[0] * 1024, best[1] * 1024) if best else None
+
+
+def thread_cpu_seconds(pid):
+    """The CPU seconds the threads of `pid` have run, summed by thread name ({} once it is gone):
+    the first field of /proc/PID/task/TID/schedstat, in nanoseconds (stat's ticks are 10 ms)."""
+    seconds = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return seconds
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as comm, open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+                name, nanoseconds = comm.read().strip(), int(stat.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        seconds[name] = seconds.get(name, 0.0) + nanoseconds / 1e9
+    return seconds
 
 
 class VMRun:
-    """One VMM process: its lines with their times, and its VmRSS over time (MiB)."""
+    """One VMM process: its lines with their times, and its VmRSS over time (MiB). `on_line(run,
+    seconds, line)`, if given, is called on the reader's thread as each line arrives (to take a
+    measurement at that moment)."""
 
-    def __init__(self, argv, sample_s=0.1, echo=None):
+    def __init__(self, argv, sample_s=0.1, echo=None, on_line=None):
         self.argv = argv
+        self.on_line = on_line
         self.started = time.monotonic()
         # stdout (the guest's console) and stderr (the VMM's messages) apart: a VMM writes the
         # console byte by byte, and a message could land in the middle of a guest's line.
@@ -107,8 +158,11 @@ class VMRun:
     def _read(self, stream):
         for line in stream:
             line = line.rstrip("\r\n")
+            at = self.now()
             with self._lock:
-                self.lines.append((self.now(), line))
+                self.lines.append((at, line))
+            if self.on_line:
+                self.on_line(self, at, line)
             if self.echo:
                 self.echo(line)
 

@@ -73,6 +73,11 @@ public enum Log {
     /// Lines that could not be written (Firecracker's `logger.missed_log_count`).
     public static var missedLines: UInt64 { missed.load(ordering: .relaxed) }
 
+    /// Whether a line of `level` would be written anywhere (a message costly to build is not).
+    static func accepts(_ level: LogLevel) -> Bool {
+        destination.withLock { destination in destination?.settings.level.map { level <= $0 } ?? false }
+    }
+
     static func write(_ message: String, level: LogLevel, file: String, line: Int) {
         destination.withLock { destination in
             guard let destination, let configured = destination.settings.level, level <= configured else { return }

@@ -50,9 +50,29 @@ final class IdleReclaimer: @unchecked Sendable {
         policy.withLock { policy in
             let now = elapsed
             guard let observation = machine.reclaimObservation(elapsed: now, sampleCostly: policy.wantsCostlySample(at: now)) else { return }
-            if let target = policy.step(observation) { machine.applyBalloonTarget(bytes: target) }
+            let stateBefore = policy.state
+            let target = policy.step(observation)
+            if target != nil || policy.state != stateBefore {
+                debugLog("reclaim: \(Self.describe(stateBefore, policy.state, target, observation))")
+            }
+            if let target { machine.applyBalloonTarget(bytes: target) }
             if policy.takeStatisticsRequest() { machine.requestBalloonStatisticsNow() }
         }
+    }
+
+    /// "idle -> squeezing, target 700 MiB; at 25.31 s: actual 0 free 690 available 950 cache 262
+    /// resident 360 (MiB)": a decision and what it was made on, for the debug log.
+    private static func describe(_ before: ReclaimPolicy.State, _ after: ReclaimPolicy.State, _ target: UInt64?,
+                                 _ observation: ReclaimObservation) -> String {
+        func mib(_ bytes: UInt64?) -> String { bytes.map { "\($0 >> 20)" } ?? "-" }
+        let (seconds, attoseconds) = observation.elapsed.components
+        let hundredths = attoseconds / 10_000_000_000_000_000
+        let statistics = observation.statistics
+        return (before == after ? after.rawValue : "\(before.rawValue) -> \(after.rawValue)")
+            + (target.map { ", target \(mib($0)) MiB" } ?? "")
+            + "; at \(seconds).\(hundredths < 10 ? "0" : "")\(hundredths) s: actual \(mib(observation.balloonActualBytes))"
+            + " free \(mib(statistics?.freeBytes)) available \(mib(statistics?.availableBytes))"
+            + " cache \(mib(statistics?.cacheBytes)) resident \(mib(observation.residentBytes)) (MiB)"
     }
 
     func setUserTarget(bytes: UInt64) {
