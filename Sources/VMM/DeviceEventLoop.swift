@@ -52,16 +52,18 @@ final class DeviceEventLoop: @unchecked Sendable {
         let role = ThreadRole.device(transport.name)
         thread = try OSThread(name: name, role: role) {
             Sandbox.confineThisThread(as: role, deviceCalls: transport.hostSystemCalls)
+            // Filled by each wait (its first `ready`): one array for the thread's life, not one a wait.
+            var tokens = [UInt64](repeating: 0, count: Int(EBB_EPOLL_BATCH))
             while true {
-                var tokens: [UInt64]
-                do { tokens = try poller.wait(timeoutMilliseconds: -1) } catch { return }
+                var ready: Int
+                do { ready = try poller.wait(into: &tokens, timeoutMilliseconds: -1) } catch { return }
                 // What the work just done set off is often ready at once (the tap holds the reply
                 // to a frame just sent): served before the interrupt, so that the guest takes one
                 // interrupt for both, not one for each. A few passes at most: a source that is
                 // always ready must not hold the interrupt back.
                 var interruptDue = false
                 for pass in 1...Self.passesPerInterrupt {
-                    for token in tokens {
+                    for token in tokens[..<ready] {
                         switch Self.source(of: token) {
                         case .stop:
                             return
@@ -78,8 +80,8 @@ final class DeviceEventLoop: @unchecked Sendable {
                         }
                     }
                     guard interruptDue, pass < Self.passesPerInterrupt else { break }
-                    do { tokens = try poller.wait(timeoutMilliseconds: 0) } catch { break }
-                    if tokens.isEmpty { break }
+                    do { ready = try poller.wait(into: &tokens, timeoutMilliseconds: 0) } catch { break }
+                    if ready == 0 { break }
                 }
                 if interruptDue { transport.raiseHeldInterrupt() }
             }
@@ -127,13 +129,14 @@ final class EventPoller: Sendable {
         }
     }
 
-    /// The sources readable now, waiting up to `timeoutMilliseconds` (-1: until one is) for
+    /// The sources readable now, as many as `tokens` holds at most (up to EBB_EPOLL_BATCH), into
+    /// its first elements; their count. Waits up to `timeoutMilliseconds` (-1: until one is) for
     /// the first; EINTR is retried.
-    func wait(timeoutMilliseconds: Int32) throws -> [UInt64] {
-        var tokens = [UInt64](repeating: 0, count: Int(EBB_EPOLL_BATCH))
+    func wait(into tokens: inout [UInt64], timeoutMilliseconds: Int32) throws -> Int {
+        precondition(tokens.count >= Int(EBB_EPOLL_BATCH))
         while true {
             let count = tokens.withUnsafeMutableBufferPointer { ebb_epoll_wait(fd, $0.baseAddress, timeoutMilliseconds) }
-            if count >= 0 { return Array(tokens.prefix(Int(count))) }
+            if count >= 0 { return Int(count) }
             guard errno == EINTR else { throw SystemError(operation: "epoll_wait", errno: errno) }
         }
     }

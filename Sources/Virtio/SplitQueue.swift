@@ -118,11 +118,7 @@ public struct SplitQueue: Sendable {
         while true {
             guard walked < tableEntries else { throw .chainTooLong(limit: tableEntries) }
             walked += 1
-            let base = Self.descriptorBytes * UInt64(index)
-            let address = try load(UInt64.self, table, offset: base, memory: memory)
-            let length = try load(UInt32.self, table, offset: base + 8, memory: memory)
-            let flags = try load(UInt16.self, table, offset: base + 12, memory: memory)
-            let next = try load(UInt16.self, table, offset: base + 14, memory: memory)
+            let (address, length, flags, next) = try loadDescriptor(table, offset: Self.descriptorBytes * UInt64(index), memory: memory)
             if flags & Flag.indirect != 0 {
                 guard indirectDescriptors else { throw .indirectNotNegotiated }
                 guard !inIndirectTable else { throw .nestedIndirect }
@@ -157,9 +153,9 @@ public struct SplitQueue: Sendable {
 
     /// Returns a chain to the driver with `length` bytes written into it.
     public mutating func pushUsed(head: UInt16, length: UInt32, memory: GuestMemory) throws(QueueError) {
+        // struct virtq_used_elem { le32 id; le32 len; }, written as one little-endian 64-bit value.
         let slot = 4 + 8 * UInt64(nextUsed % size)
-        try store(UInt32(head), usedRing, offset: slot, memory: memory)
-        try store(length, usedRing, offset: slot + 4, memory: memory)
+        try store(UInt64(head) | UInt64(length) << 32, usedRing, offset: slot, memory: memory)
         // The entry must be visible before the index that publishes it.
         atomicMemoryFence(ordering: .releasing)
         nextUsed &+= 1
@@ -202,6 +198,22 @@ public struct SplitQueue: Sendable {
     private func load<T: FixedWidthInteger>(_ type: T.Type, _ ring: GuestAddress, offset: UInt64, memory: GuestMemory) throws(QueueError) -> T {
         do { return try memory.load(T.self, at: GuestAddress(ring.value &+ offset)) } catch {
             throw .ringOutsideRAM(ring: "queue", address: ring.value &+ offset)
+        }
+    }
+
+    /// struct virtq_desc { le64 addr; le32 len; le16 flags; le16 next; }, read at once (one
+    /// bounds check, not four: a NIC takes dozens of chains a frame).
+    private func loadDescriptor(_ table: GuestAddress, offset: UInt64, memory: GuestMemory) throws(QueueError)
+        -> (address: UInt64, length: UInt32, flags: UInt16, next: UInt16) {
+        do {
+            return try memory.withBytes(at: GuestAddress(table.value &+ offset), length: Self.descriptorBytes) { bytes in
+                (UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self)),
+                 UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
+                 UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt16.self)),
+                 UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 14, as: UInt16.self)))
+            }
+        } catch {
+            throw .ringOutsideRAM(ring: "queue", address: table.value &+ offset)
         }
     }
 

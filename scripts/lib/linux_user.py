@@ -95,6 +95,8 @@ def qemu_argv(kernel, initramfs, memory_mib, cpus, cmdline, reporting_order=None
     argv = ["qemu-system-x86_64", "-M", "microvm,acpi=on", "-accel", "kvm", "-cpu", "host",
             "-m", f"{memory_mib}M", "-smp", str(cpus), "-nodefaults", "-no-user-config", "-display", "none",
             "-no-reboot", "-serial", "stdio", "-global", "virtio-mmio.force-legacy=false",
+            # Threads by role ("CPU 0/KVM" and the main loop), for the CPU figures.
+            "-name", "qemu,debug-threads=on",
             "-kernel", kernel, "-initrd", initramfs, "-append", cmdline,
             "-device", "virtio-balloon-device,free-page-reporting=on"]
     if disk is not None:
@@ -396,6 +398,8 @@ def run_net(argv, server, timeout_s=300, echo=None):
       rx-host-ms-per-mib / tx-host-ms-per-mib  CPU time the VMM's threads other than its vCPUs'
                       (device work: Ebb's device threads, QEMU's main loop) took per MiB moved
                       each way: on the emulated host's one CPU it is time the guest does not get
+      rx-host-user-ms-per-mib / tx-host-user-ms-per-mib  the part of it in user space (the rest
+                      is the host kernel's: the tap, and the host's network stack behind it)
       rx-vcpu-ms-per-mib / tx-vcpu-ms-per-mib  the same for the vCPU thread (the guest's own
                       time, and the exits the VMM serves on it)
       host-threads    the VMM's threads other than vCPUs by name, CPU seconds over the transfers"""
@@ -463,23 +467,26 @@ def run_net(argv, server, timeout_s=300, echo=None):
 
 
 def transfer_cpu_figures(marks, blobs, uploads):
-    """run_net's CPU figures from its marks: (guest line, thread CPU seconds by name) in order."""
+    """run_net's CPU figures from its marks: (guest line, thread CPU times by name) in order."""
     vcpu = lambda name: name.startswith(("ebb-vcpu", "CPU "))  # noqa: E731 (Ebb's and QEMU's names)
-    spent = {"rx": {"host": 0.0, "vcpu": 0.0}, "tx": {"host": 0.0, "vcpu": 0.0}}
+    spent = {way: {"host": 0.0, "host-user": 0.0, "vcpu": 0.0} for way in ("rx", "tx")}
     host_threads = {}
     for (_, before), (line, after) in zip(marks, marks[1:]):
         way = "tx" if line.startswith("net: tx reply") else "rx"
-        for name, seconds in after.items():
-            used = seconds - before.get(name, 0.0)
-            spent[way]["vcpu" if vcpu(name) else "host"] += used
-            if not vcpu(name):
-                host_threads[name] = host_threads.get(name, 0.0) + used
+        for name, (seconds, user) in after.items():
+            used = seconds - before.get(name, (0.0, 0.0))[0]
+            if vcpu(name):
+                spent[way]["vcpu"] += used
+                continue
+            spent[way]["host"] += used
+            spent[way]["host-user"] += user - before.get(name, (0.0, 0.0))[1]
+            host_threads[name] = host_threads.get(name, 0.0) + used
     figures = {}
     for way, transfers in (("rx", blobs), ("tx", uploads)):
         mib = sum(int(t.get("bytes", 0)) for t in transfers) / MIB
         if mib > 0 and len(marks) > 1:
-            figures[f"{way}-host-ms-per-mib"] = spent[way]["host"] * 1000 / mib
-            figures[f"{way}-vcpu-ms-per-mib"] = spent[way]["vcpu"] * 1000 / mib
+            for part in ("host", "host-user", "vcpu"):
+                figures[f"{way}-{part}-ms-per-mib"] = spent[way][part] * 1000 / mib
     if host_threads:
         figures["host-threads"] = host_threads
     return figures

@@ -99,20 +99,26 @@ def guest_ram_mapping(pid, ram_bytes):
 
 
 def thread_cpu_seconds(pid):
-    """The CPU seconds the threads of `pid` have run, summed by thread name ({} once it is gone):
-    the first field of /proc/PID/task/TID/schedstat, in nanoseconds (stat's ticks are 10 ms)."""
+    """The CPU time the threads of `pid` have run, summed by thread name ({} once it is gone), as
+    (seconds in all, seconds in user space): the first field of /proc/PID/task/TID/schedstat in
+    nanoseconds, and utime of its stat (in clock ticks)."""
     seconds = {}
+    tick = os.sysconf("SC_CLK_TCK")
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return seconds
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as comm, open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
-                name, nanoseconds = comm.read().strip(), int(stat.read().split()[0])
+            with open(f"/proc/{pid}/task/{tid}/comm") as comm, open(f"/proc/{pid}/task/{tid}/schedstat") as schedstat, \
+                    open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                name, nanoseconds = comm.read().strip(), int(schedstat.read().split()[0])
+                # Fields after the name, which may hold spaces: state is field 3, utime field 14.
+                user_ticks = int(stat.read().rsplit(")", 1)[1].split()[11])
         except (OSError, ValueError, IndexError):
             continue
-        seconds[name] = seconds.get(name, 0.0) + nanoseconds / 1e9
+        total, user = seconds.get(name, (0.0, 0.0))
+        seconds[name] = (total + nanoseconds / 1e9, user + user_ticks / tick)
     return seconds
 
 

@@ -205,6 +205,12 @@ public final class NetDevice: VirtioDevice {
 
     /// A little-endian 16-bit value at byte `offset` of a chain's buffers (it may straddle two).
     private func store(_ value: UInt16, atOffset offset: Int, of chain: DescriptorChain, memory: GuestMemory) throws(QueueError) {
+        // Almost always inside the first buffer: one store.
+        if let first = chain.descriptors.first, offset + 2 <= Int(first.length) {
+            let address = GuestAddress(first.address.value + UInt64(offset))
+            do { try memory.store(value, at: address) } catch { throw .bufferOutsideRAM(address: address.value, length: 2) }
+            return
+        }
         for (index, byte) in [UInt8(truncatingIfNeeded: value), UInt8(value >> 8)].enumerated() {
             guard let address = NetDevice.address(ofByte: offset + index, in: chain) else { return }
             do { try memory.store(byte, at: address) } catch { throw .bufferOutsideRAM(address: address.value, length: 1) }
