@@ -132,6 +132,8 @@ public struct SplitQueue: Sendable {
                 // Its own write and next flags mean nothing: the table's first entry follows.
                 table = GuestAddress(address)
                 tableEntries = entries
+                // A NIC's frame: a table of up to 18 buffers, grown into one by one otherwise.
+                descriptors.reserveCapacity(descriptors.count + min(entries, 64))
                 inIndirectTable = true
                 walked = 0
                 index = 0
