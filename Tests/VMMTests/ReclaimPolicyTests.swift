@@ -496,6 +496,28 @@ struct ReclaimSimulation {
         #expect(simulation.guest.coldCacheBytes <= 8 * Self.mib)
     }
 
+    /// A guest busy between two transfers (preparing the next, checking the last) is left alone
+    /// for `quietAfterTransfer`; busy on after that, or idle at once, it is squeezed.
+    @Test func aBusyGuestBetweenTransfersIsLeftAlone() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 300))
+        simulation.guest.busy = true
+        for _ in 0..<3 {
+            simulation.run(for: .seconds(5)) { $0.guest.networkBytes += 1 << 20 }
+            // A pause shorter than the quiet period, the vCPUs running all along.
+            simulation.run(for: .seconds(4))
+        }
+        #expect(simulation.policy.counters.squeezes == 0)
+        let stoppedAt = simulation.guest.elapsed
+        var squeezedAt: Duration?
+        simulation.run(for: .seconds(20)) { simulation in
+            if squeezedAt == nil, simulation.policy.state == .squeezing { squeezedAt = simulation.guest.elapsed }
+        }
+        let delay = squeezedAt.map { $0 - stoppedAt }
+        #expect(delay != nil && delay! >= ReclaimSimulation.settings.quietAfterTransfer - .seconds(4)
+                && delay! <= ReclaimSimulation.settings.quietAfterTransfer + .seconds(2),
+                "squeezed \(String(describing: delay)) after the last transfer")
+    }
+
     /// tmpfs written after boot grows the cache figure but not MemAvailable: no squeeze for it.
     @Test func tmpfsWrittenAfterBootIsNeverSqueezedFor() {
         var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 0, shmemMiB: 4))

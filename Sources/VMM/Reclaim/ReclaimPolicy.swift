@@ -132,6 +132,8 @@ public struct ReclaimPolicy: Sendable {
     private var activity = State.starting
     /// The vCPUs' busy share over the last interval.
     public private(set) var lastBusyShare: Double?
+    /// When a decision last saw the NICs moving data (`transferBytesPerSecond`).
+    private var lastTransferAt: Duration?
     /// The least cache the guest has reported: tmpfs, shmem and the like, which reclaim cannot
     /// drop (Linux counts them in NR_FILE_PAGES); the rest is taken as reclaimable.
     public private(set) var persistentCacheBytes: UInt64?
@@ -330,7 +332,9 @@ public struct ReclaimPolicy: Sendable {
         // The same while it moves data on the network: its buffers and the files it writes are
         // in use, and a squeeze then took a 512 MiB guest's free memory in the middle of a
         // transfer (the driver deflated on OOM, and the transfer ran at half speed).
-        guard !reading, !transferring else {
+        if transferring { lastTransferAt = now.elapsed }
+        let betweenTransfers = busy && lastTransferAt.map { now.elapsed - $0 < settings.quietAfterTransfer } == true
+        guard !reading, !transferring, !betweenTransfers else {
             lastDecision?.elapsed = now.elapsed - settings.interval + Self.recheckAfterReading
             return nil
         }

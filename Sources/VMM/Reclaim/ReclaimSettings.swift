@@ -17,6 +17,11 @@ public struct ReclaimSettings: Sendable, Equatable {
     /// no squeeze until it stops (as for a guest reading its disk). Less is background chatter
     /// (ARP, keepalives), which must not keep a guest from being squeezed for ever.
     public var transferBytesPerSecond: UInt64 = 1 << 20
+    /// A guest that keeps its vCPUs busy after a transfer is most likely between two (a client
+    /// preparing its next request, a checksum of what arrived): no squeeze for this long after
+    /// the last one, unless it goes idle. On the emulated host a free-pages squeeze in the second
+    /// before an upload (busybox wget reading the file it posts) doubled the upload's time.
+    public var quietAfterTransfer: Duration = .seconds(10)
     /// A squeeze that would give back less than this, or than a sixteenth of the guest's free
     /// memory, is not worth the guest's pass over it.
     public var minimumGainBytes: UInt64 = 16 << 20
