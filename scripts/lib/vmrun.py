@@ -19,6 +19,12 @@ def say(prog, text=""):
     print(f"{prog}: {text}" if text else "", flush=True)
 
 
+def echo_printer(enabled):
+    """What a script's --echo passes to a run as `echo`: each line printed as it comes, marked
+    "  | " apart from the script's own; None when not `enabled`."""
+    return (lambda line: print("  | " + line, flush=True)) if enabled else None
+
+
 def die(prog, text, status=1):
     print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
     sys.exit(status)
