@@ -659,6 +659,24 @@ struct ReclaimSimulation {
         #expect(simulation.guest.targetBytes == 0 && simulation.guest.balloonBytes == 0)
     }
 
+    /// A guest that powers off in the middle of a squeeze resets the balloon: `actual` falls to
+    /// nothing with no page deflated. That is no OOM.
+    @Test func aDeviceResetInTheMiddleOfASqueezeEndsItWithoutStopping() {
+        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 600))
+        simulation.guest.driverStepBytes = 16 << 20
+        var reset = false
+        simulation.run(for: .seconds(20)) { simulation in
+            if !reset, simulation.policy.state == .squeezing, simulation.guest.balloonBytes >= 64 * Self.mib {
+                reset = true
+                simulation.guest.balloonBytes = 0
+            }
+        }
+        #expect(reset)
+        #expect(simulation.policy.counters.aborts[.driverReset] == 1)
+        #expect(simulation.policy.counters.aborts[.outOfMemory] == nil)
+        #expect(simulation.policy.state != .stopped)
+    }
+
     @Test func anInflationThatStallsEndsWhereItGotToAndBacksOff() {
         var guest = SimulatedGuest(coldCacheMiB: 256)
         guest.driverStepBytes = 0
