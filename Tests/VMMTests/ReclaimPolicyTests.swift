@@ -353,6 +353,24 @@ struct ReclaimSimulation {
         #expect(simulation.guest.balloonBytes == 0)
     }
 
+    /// A guest reading pages in during a free-pages squeeze makes RAM resident as fast as the
+    /// squeeze gives it back: that squeeze is not judged; the next one, without faults, is.
+    @Test func aFreePagesSqueezeDuringMajorFaultsIsNotJudgedGainless() {
+        var guest = SimulatedGuest(coldCacheMiB: 0)
+        guest.unreachableResidentBytes = 40 * Self.mib
+        var simulation = ReclaimSimulation(guest)
+        var squeezesAtBackOff: UInt64?
+        simulation.run(for: .seconds(60)) { simulation in
+            if simulation.policy.state == .squeezing, simulation.policy.counters.squeezes == 1 {
+                simulation.guest.majorFaults += 40
+            }
+            if squeezesAtBackOff == nil, simulation.policy.counters.backOffs[.noGain] != nil {
+                squeezesAtBackOff = simulation.policy.counters.squeezes
+            }
+        }
+        #expect(squeezesAtBackOff == 2, "backed off for no gain after squeeze \(squeezesAtBackOff.map(String.init) ?? "none")")
+    }
+
     /// Backed off after a free-pages squeeze that gained nothing, the policy still squeezes for
     /// cache the guest reads meanwhile: the free pages it could not reach say nothing of that.
     @Test func cacheReadDuringANoGainBackOffIsStillSqueezedFor() {

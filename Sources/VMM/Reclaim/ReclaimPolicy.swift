@@ -99,6 +99,8 @@ public struct ReclaimPolicy: Sendable {
         /// guest's per-CPU free lists, behind which the one after a cache squeeze finds what it
         /// came for (the guest's figures do not show it).
         var goalCountsFrom: UInt64 = 0
+        /// The guest's major faults when the squeeze began.
+        var majorFaultsAtStart: UInt64 = 0
     }
 
     /// After a release, the next decision comes this soon (given fresh figures by then).
@@ -150,6 +152,8 @@ public struct ReclaimPolicy: Sendable {
     public private(set) var reserveEstimateBytes: UInt64 = 0
     /// Guest RAM resident when the squeeze being released began.
     private var releasedFrom: UInt64?
+    /// The guest's major faults when the squeeze being released began.
+    private var releasedFaultsFrom: UInt64 = 0
     /// Whether the squeeze being released came for free pages (not cache), and may repeat.
     private var releasingFreePages = false
     /// A cache squeeze ended since the last squeeze began: a free-pages squeeze is due for what
@@ -238,7 +242,13 @@ public struct ReclaimPolicy: Sendable {
                 releasedFrom = nil
                 // A free-pages squeeze that got (almost) nothing would only be repeated every
                 // interval for nothing, each a pass over the guest's free memory: wait instead.
-                if releasingFreePages, observation.residentBytes != nil, gain < settings.minimumFreeGainBytes {
+                // Not judged when the guest read pages in meanwhile: they made guest RAM resident
+                // as fast as the squeeze gave it back (a guest refetching what the cache squeeze
+                // before took made a free-pages squeeze look gainless, and the back-off kept 8 MiB
+                // of resident free memory for half a minute).
+                let faults = observation.statistics.map { $0.majorFaults &- min(releasedFaultsFrom, $0.majorFaults) } ?? 0
+                if releasingFreePages, observation.residentBytes != nil, gain < settings.minimumFreeGainBytes,
+                   faults < settings.refetchMajorFaults {
                     backOff(.noGain, at: observation.elapsed)
                 }
                 releasingFreePages = false
@@ -388,7 +398,8 @@ public struct ReclaimPolicy: Sendable {
                           updatesAtStart: now.statisticsUpdates, cacheBudgetBytes: cacheTake, reclaimableAtStage: reclaimable,
                           residentGoalBytes: cacheTake > 0 ? nil : residentFree,
                           followsCacheSqueeze: followsCacheSqueeze,
-                          goalCountsFrom: followsCacheSqueeze ? now.balloonActualBytes + residentFree + perCPULists : 0)
+                          goalCountsFrom: followsCacheSqueeze ? now.balloonActualBytes + residentFree + perCPULists : 0,
+                          majorFaultsAtStart: statistics.majorFaults)
         freePagesFollowUpDue = false
         counters.squeezes += 1
         if cacheTake == 0 { counters.freePagesSqueezes += 1 }
@@ -532,6 +543,7 @@ public struct ReclaimPolicy: Sendable {
     private mutating func end(_ finished: Squeeze, _ now: ReclaimObservation, abort: Abort?) {
         squeeze = nil
         releasedFrom = finished.residentAtStart
+        releasedFaultsFrom = finished.majorFaultsAtStart
         releasingFreePages = finished.residentGoalBytes != nil && !finished.followsCacheSqueeze
         if let abort { counters.aborts[abort, default: 0] += 1 }
         // Only a squeeze that took cache can make the guest read it back, and leave resident
