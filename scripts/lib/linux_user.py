@@ -23,7 +23,8 @@ import re
 import subprocess
 import sys
 
-from vmrun import MIB, VMRun, die, guest_ram_resident_bytes, guest_ram_resident_map, median, say, thread_cpu_seconds
+from vmrun import (MIB, VMRun, die, guest_ram_resident_bytes, guest_ram_resident_map, kvm_statistics, median, say,
+                   thread_cpu_seconds)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -402,7 +403,10 @@ def run_net(argv, server, timeout_s=300, echo=None):
                       is the host kernel's: the tap, and the host's network stack behind it)
       rx-vcpu-ms-per-mib / tx-vcpu-ms-per-mib  the same for the vCPU thread (the guest's own
                       time, and the exits the VMM serves on it)
-      host-threads    the VMM's threads other than vCPUs by name, CPU seconds over the transfers"""
+      host-threads    the VMM's threads other than vCPUs by name, CPU seconds over the transfers
+      rx-exits-per-mib / tx-exits-per-mib, and -mmio-exits- (those served in the VMM's user space),
+                      -irq-injections-  KVM's counters per MiB moved each way (its debugfs: the
+                      same for both VMMs; absent where the host has none)"""
     import threading
 
     from net_host import parse_line
@@ -412,7 +416,7 @@ def run_net(argv, server, timeout_s=300, echo=None):
 
     def mark(run, at, line):
         if line.startswith(("net: tx-file", "net: rx bytes", "net: rx failed", "net: tx reply")):
-            marks.append((line, thread_cpu_seconds(run.pid)))
+            marks.append((line, thread_cpu_seconds(run.pid), kvm_statistics(run.pid)))
     run, result, stage = start_run(argv, echo, on_line=mark)
     host_lines = []
 
@@ -466,13 +470,21 @@ def run_net(argv, server, timeout_s=300, echo=None):
     return result
 
 
+KVM_COUNTERS = ("exits", "mmio_exits", "irq_injections")
+
+
 def transfer_cpu_figures(marks, blobs, uploads):
-    """run_net's CPU figures from its marks: (guest line, thread CPU times by name) in order."""
+    """run_net's CPU and exit figures from its marks: (guest line, thread CPU times by name, KVM's
+    counters) in order."""
     vcpu = lambda name: name.startswith(("ebb-vcpu", "CPU "))  # noqa: E731 (Ebb's and QEMU's names)
     spent = {way: {"host": 0.0, "host-user": 0.0, "vcpu": 0.0} for way in ("rx", "tx")}
+    counted = {way: {name: 0 for name in KVM_COUNTERS} for way in ("rx", "tx")}
     host_threads = {}
-    for (_, before), (line, after) in zip(marks, marks[1:]):
+    for (_, before, kvm_before), (line, after, kvm_after) in zip(marks, marks[1:]):
         way = "tx" if line.startswith("net: tx reply") else "rx"
+        for name in KVM_COUNTERS:
+            if name in kvm_after and name in kvm_before:
+                counted[way][name] += kvm_after[name] - kvm_before[name]
         for name, (seconds, user) in after.items():
             used = seconds - before.get(name, (0.0, 0.0))[0]
             if vcpu(name):
@@ -487,6 +499,9 @@ def transfer_cpu_figures(marks, blobs, uploads):
         if mib > 0 and len(marks) > 1:
             for part in ("host", "host-user", "vcpu"):
                 figures[f"{way}-{part}-ms-per-mib"] = spent[way][part] * 1000 / mib
+            if all(name in marks[0][2] for name in KVM_COUNTERS):
+                for name in KVM_COUNTERS:
+                    figures[f"{way}-{name.replace('_', '-')}-per-mib"] = counted[way][name] / mib
     if host_threads:
         figures["host-threads"] = host_threads
     return figures

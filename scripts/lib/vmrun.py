@@ -128,6 +128,32 @@ def thread_cpu_seconds(pid):
     return seconds
 
 
+KVM_DEBUGFS = "/sys/kernel/debug/kvm"
+
+
+def kvm_statistics(pid):
+    """KVM's counters for the VM that process `pid` runs, summed over its vCPUs, by name (exits,
+    mmio_exits: those that went to the VMM's user space, irq_injections, ...), as the host
+    kernel's debugfs shows them in KVM_DEBUGFS/PID-FD/: the same for any VMM ({} where there is no
+    such folder). Mounts debugfs first if it is not (root only)."""
+    if not os.path.isdir(KVM_DEBUGFS) and os.geteuid() == 0:
+        subprocess.run(["mount", "-t", "debugfs", "debugfs", "/sys/kernel/debug"], capture_output=True)
+    try:
+        folders = [name for name in os.listdir(KVM_DEBUGFS) if name.startswith(f"{pid}-")]
+    except OSError:
+        return {}
+    counters = {}
+    for folder in folders:
+        path = os.path.join(KVM_DEBUGFS, folder)
+        for name in os.listdir(path):
+            try:
+                with open(os.path.join(path, name)) as counter:
+                    counters[name] = counters.get(name, 0) + int(counter.read().strip())
+            except (OSError, ValueError):
+                continue
+    return counters
+
+
 class VMRun:
     """One VMM process: its lines with their times, and its VmRSS over time (MiB). `on_line(run,
     seconds, line)`, if given, is called on the reader's thread as each line arrives (to take a
