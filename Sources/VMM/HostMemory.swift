@@ -18,26 +18,11 @@ public struct HostMemorySample: Sendable {
 extension Machine {
     public func sampleHostMemory() -> HostMemorySample {
         let status = readProcFile("/proc/self/status")
-        let mapping = memory.hostMapping
         return HostMemorySample(
             residentBytes: kilobyteField("VmRSS:", in: status) * 1024,
             peakResidentBytes: kilobyteField("VmHWM:", in: status) * 1024,
-            guestResidentBytes: residentBytes(ofMappingAt: mapping.start))
+            guestResidentBytes: memory.residentHostBytes)
     }
-}
-
-/// The `Rss:` of the mapping that starts at `address`, from /proc/self/smaps.
-func residentBytes(ofMappingAt address: UInt64) -> UInt64 {
-    let prefix = String(address, radix: 16) + "-"
-    var inMapping = false
-    for line in readProcFile("/proc/self/smaps").split(separator: "\n") {
-        if let first = line.first, first.isHexDigit, line.contains("-") {
-            inMapping = line.hasPrefix(prefix)
-        } else if inMapping, line.hasPrefix("Rss:") {
-            return kilobyteField("Rss:", in: String(line)) * 1024
-        }
-    }
-    return 0
 }
 
 func kilobyteField(_ name: String, in text: String) -> UInt64 {

@@ -30,7 +30,7 @@ extension Machine {
             statisticsUpdates: counters.statisticsUpdates,
             haltedNanoseconds: sampleCostly ? idleNanoseconds() : nil,
             vcpuCount: vcpus.count, deviceRequests: requests, networkBytes: networkBytes,
-            residentBytes: sampleCostly ? residentBytes(ofMappingAt: memory.hostMapping.start) : nil,
+            residentBytes: sampleCostly ? memory.residentHostBytes : nil,
             balloonActualBytes: actual,
             deflatedBytes: counters.deflatedPages * BalloonLimits.pageBytes)
         observation.statisticsRequests = counters.statisticsRequests

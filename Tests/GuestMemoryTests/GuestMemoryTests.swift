@@ -92,6 +92,11 @@ import Testing
             for (index, region) in memory.regions.enumerated() {
                 #expect(try memory.load(UInt8.self, at: GuestAddress(region.guestRange.end - 1)) == UInt8(index + 1))
             }
+            // Resident on the host: the one page written in each region, nothing else of the
+            // mapping (no huge pages asked for), wherever its regions lie.
+            #expect(memory.residentHostBytes == UInt64(memory.regions.count) * page)
+            _ = try memory.discard(memory.regions[0].guestRange)
+            #expect(memory.residentHostBytes == UInt64(memory.regions.count - 1) * page)
         }
     }
 
