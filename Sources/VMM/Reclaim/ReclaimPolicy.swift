@@ -159,6 +159,11 @@ public struct ReclaimPolicy: Sendable {
     /// A cache squeeze ended since the last squeeze began: a free-pages squeeze is due for what
     /// it left resident, however little of it the guest's figures show.
     private var freePagesFollowUpDue = false
+    /// A squeeze while the guest was busy left it cache above the floor (`busyCacheMarginShare`,
+    /// or beyond `busyStepBytes`): once it is idle, that comes back whatever its size. Held to the
+    /// sixteenth-of-free-memory rule, a guest that still looked busy the second after reading its
+    /// disk kept 26 MiB of cold cache for good (the emulated host's 1 GiB guest).
+    private var busyLeftCache = false
     /// After a squeeze: the guest's major faults then, and until when a rise counts as refetch.
     private var refetchWatch: (majorFaults: UInt64, until: Duration)?
 
@@ -370,7 +375,9 @@ public struct ReclaimPolicy: Sendable {
         // A cache excess too small for that still leaves the free pages: squeezed for alone (the
         // emulated host's idle guest kept 5 MiB of cache above the floor, and so 15 MiB of
         // resident free memory for good).
-        if cacheTake > 0, cacheTake + residentFree < max(settings.minimumGainBytes, statistics.freeBytes / 16) { cacheTake = 0 }
+        let leftoverDue = !busy && busyLeftCache && cacheTake >= Self.smallestStageBytes
+        if cacheTake > 0, !leftoverDue, cacheTake + residentFree < max(settings.minimumGainBytes, statistics.freeBytes / 16) { cacheTake = 0 }
+        if cacheTake > 0 { busyLeftCache = busy && excess > cacheTake }
         if cacheTake == 0 {
             guard !cacheOnly, residentFree >= settings.minimumFreeGainBytes || freePagesFollowUpDue else { return nil }
         }
