@@ -18,7 +18,8 @@ import GuestMemory
 ///   swap-out back off for `backOffIntervals` and, for a refetch, raise the floor (while backed
 ///   off for a refetch only, a squeeze for free pages alone, which takes no cache, still runs); an OOM kill
 ///   (Linux 6.12+) or the driver deflating on OOM during a squeeze stops squeezing for
-///   `outOfMemoryPause`; a squeeze whose `actual` stops moving ends where it got to, and the
+///   `outOfMemoryPause` (a device reset, which drops the balloon without a deflation, only ends
+///   the squeeze); a squeeze whose `actual` stops moving ends where it got to, and the
 ///   cache the guest kept through it counts as tmpfs from then on.
 /// - No squeeze while the guest reads its disks or moves data on its NICs: it is using that memory.
 /// - A target the user set wins: no squeeze while it is non-zero, and setting one ends a squeeze.

@@ -85,15 +85,14 @@ enum ThreadFilters {
         SyscallRule("close"), SyscallRule("pread64"), SyscallRule("lseek"), SyscallRule("fstat"), SyscallRule("newfstatat"),
     ]
 
-    /// Reading host memory: /proc, and guest RAM's resident size (mincore).
-    static let monitor = readOnlyOpen + interrupts + [SyscallRule("mincore")]
+    static let monitor = readOnlyOpen + interrupts
 
-    /// The monitor's, and re-arming the balloon's statistics timer (fresh figures between the
-    /// stages of a squeeze).
-    static let reclaimer = monitor + [SyscallRule("timerfd_settime")]
+    /// The monitor's, guest RAM's resident size (`mincore`) and re-arming the balloon's statistics
+    /// timer (fresh figures between the stages of a squeeze).
+    static let reclaimer = monitor + [SyscallRule("mincore"), SyscallRule("timerfd_settime")]
 
     /// After the run: joining the threads, restoring the terminal, the summary, the last metrics.
     static let mainThread = monitor + [
-        SyscallRule("unlink"), SyscallRule("unlinkat"), SyscallRule("epoll_ctl"),
+        SyscallRule("mincore"), SyscallRule("unlink"), SyscallRule("unlinkat"), SyscallRule("epoll_ctl"),
     ] + SyscallRule.when("ioctl", argument: 1, isOneOf: [UInt64(TCGETS), UInt64(TCSETS), UInt64(TCSETSW), UInt64(TCSETSF)])
 }
