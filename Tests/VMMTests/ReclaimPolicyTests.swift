@@ -40,6 +40,8 @@ struct SimulatedGuest {
     var networkBytes: UInt64 = 0
     var deviceRequests: UInt64 = 0
     var busy = false
+    /// When not `busy`, the share of the time its vCPU still runs (a shell loop, a timer).
+    var runShare = 0.0
     var majorFaults: UInt64 = 0
     var swapOutBytes: UInt64 = 0
     var oomKills: UInt64? = 0
@@ -75,7 +77,7 @@ struct SimulatedGuest {
             hotCacheBytes += pending.hot
             pendingCache = nil
         }
-        if !busy { haltedNanoseconds += UInt64(step.nanoseconds) }
+        if !busy { haltedNanoseconds += UInt64(Double(step.nanoseconds) * (1 - runShare)) }
         if targetBytes > balloonBytes {
             var take = min(targetBytes - balloonBytes, driverStepBytes)
             let fromLists = min(take, perCPUListBytes)
@@ -275,6 +277,18 @@ struct ReclaimSimulation {
         simulation.guest.busy = false
         simulation.run(for: .seconds(20))
         #expect(simulation.guest.coldCacheBytes <= 8 * Self.mib)
+    }
+
+    /// A guest that runs a tenth of the time is busy, but not so busy that its programs need a
+    /// margin of cache through a squeeze: it gives all its cache above the floor in one.
+    @Test func aGuestBusyATenthOfTheTimeKeepsNoMargin() {
+        var guest = SimulatedGuest(coldCacheMiB: 200)
+        guest.runShare = 0.1
+        var simulation = ReclaimSimulation(guest)
+        simulation.run(for: .seconds(15))
+        #expect(simulation.policy.state == .busy)
+        #expect(simulation.policy.counters.cacheSqueezes == 1)
+        #expect(simulation.guest.coldCacheBytes <= 8 * Self.mib, "cache left: \(simulation.guest.coldCacheBytes / Self.mib) MiB")
     }
 
     @Test func scatteredFreePagesTheHostStillBacksComeBackWithoutAnyCache() {

@@ -12,8 +12,8 @@ import GuestMemory
 /// the unit tests drive it with a simulated guest.
 ///
 /// - While the guest is busy but shows no pressure, a squeeze takes at most `busyStepBytes` of
-///   cache and leaves it `busyCacheMarginShare` of its RAM above the floor; once it is idle, all
-///   the cache above the floor.
+///   cache and, if it runs flat out (`marginBusyShare`), leaves it `busyCacheMarginShare` of its
+///   RAM above the floor; once it is idle, all the cache above the floor.
 /// - Safeguards: major faults after a squeeze (the guest reading back what it gave up) or any
 ///   swap-out back off for `backOffIntervals` and, for a refetch, raise the floor (while backed
 ///   off for a refetch only, a squeeze for free pages alone, which takes no cache, still runs); an OOM kill
@@ -363,7 +363,7 @@ public struct ReclaimPolicy: Sendable {
 
         let reclaimable = reclaimableCache(statistics)
         let excess = reclaimable > floorBytes ? reclaimable - floorBytes : 0
-        let busyMargin = UInt64(Double(guestRAMBytes) * settings.busyCacheMarginShare)
+        let busyMargin = share >= settings.marginBusyShare ? UInt64(Double(guestRAMBytes) * settings.busyCacheMarginShare) : 0
         var cacheTake = freePagesOnly ? 0 : busy ? min(excess &- min(busyMargin, excess), settings.busyStepBytes) : excess
         let used = guestRAMBytes > statistics.freeBytes ? guestRAMBytes - statistics.freeBytes : 0
         let residentFree = now.residentBytes.map { $0 > used ? $0 - used : 0 } ?? 0

@@ -14,8 +14,13 @@ public struct ReclaimSettings: Sendable, Equatable {
     /// floor: what its running programs allocate in the middle of the squeeze comes out of that
     /// cold cache, not out of nothing. Without it, a busy 1 GiB guest on the emulated host was
     /// squeezed down to 3 MiB of cache and no MemAvailable at all, re-read its programs (2000
-    /// major faults) and, one run in seven, its driver deflated on OOM.
+    /// major faults) and, one run in seven, its driver deflated on OOM. Only for a guest whose
+    /// vCPUs ran at least `marginBusyShare` of the interval.
     public var busyCacheMarginShare = 1.0 / 32
+    /// A guest this busy keeps `busyCacheMarginShare`; one busy but less (an idle guest's shell
+    /// loop printing its meminfo looked 3% busy on the emulated host) gives up its cache as an idle
+    /// one does, in one squeeze: kept a margin, its last 10% of the fall came half a minute late.
+    public var marginBusyShare = 0.5
     /// The guest is idle when its vCPUs ran (were not halted) at most this share of the interval
     /// and no other device served a request.
     public var idleBusyShare = 0.02
