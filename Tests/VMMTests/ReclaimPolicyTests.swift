@@ -679,17 +679,23 @@ struct ReclaimSimulation {
         #expect(simulation.policy.counters.cacheSqueezes == 1, "squeezing again after the pause")
     }
 
-    @Test func theDriverDeflatingOnOOMInTheMiddleOfASqueezeEndsItAndStops() {
+    /// A squeeze for 600 MiB of cache that `event` interrupts once the balloon holds 64 MiB; 20 s.
+    func squeezeInterrupted(by event: (inout SimulatedGuest) -> Void) -> ReclaimSimulation {
         var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 600))
         simulation.guest.driverStepBytes = 16 << 20
-        var deflated = false
+        var interrupted = false
         simulation.run(for: .seconds(20)) { simulation in
-            if !deflated, simulation.policy.state == .squeezing, simulation.guest.balloonBytes >= 64 * Self.mib {
-                deflated = true
-                simulation.guest.deflate(1 << 20)  // virtballoon_oom_notify gives 256 pages back
+            if !interrupted, simulation.policy.state == .squeezing, simulation.guest.balloonBytes >= 64 * Self.mib {
+                interrupted = true
+                event(&simulation.guest)
             }
         }
-        #expect(deflated)
+        #expect(interrupted)
+        return simulation
+    }
+
+    @Test func theDriverDeflatingOnOOMInTheMiddleOfASqueezeEndsItAndStops() {
+        let simulation = squeezeInterrupted { $0.deflate(1 << 20) }  // virtballoon_oom_notify gives 256 pages back
         #expect(simulation.policy.counters.aborts[.outOfMemory] == 1)
         #expect(simulation.policy.state == .stopped)
         #expect(simulation.guest.targetBytes == 0 && simulation.guest.balloonBytes == 0)
@@ -698,16 +704,7 @@ struct ReclaimSimulation {
     /// A guest that powers off in the middle of a squeeze resets the balloon: `actual` falls to
     /// nothing with no page deflated. That is no OOM.
     @Test func aDeviceResetInTheMiddleOfASqueezeEndsItWithoutStopping() {
-        var simulation = ReclaimSimulation(SimulatedGuest(coldCacheMiB: 600))
-        simulation.guest.driverStepBytes = 16 << 20
-        var reset = false
-        simulation.run(for: .seconds(20)) { simulation in
-            if !reset, simulation.policy.state == .squeezing, simulation.guest.balloonBytes >= 64 * Self.mib {
-                reset = true
-                simulation.guest.balloonBytes = 0
-            }
-        }
-        #expect(reset)
+        let simulation = squeezeInterrupted { $0.balloonBytes = 0 }
         #expect(simulation.policy.counters.aborts[.driverReset] == 1)
         #expect(simulation.policy.counters.aborts[.outOfMemory] == nil)
         #expect(simulation.policy.state != .stopped)
