@@ -108,7 +108,7 @@ public final class GuestMemory: @unchecked Sendable {
         UInt64(UInt(bitPattern: base + Int(region.hostOffset)))
     }
 
-    /// The host mapping's address range, for telling guest RAM apart in `/proc/self/smaps`.
+    /// The host mapping's address range: where a host tool (`/proc/PID/smaps`) finds guest RAM.
     public var hostMapping: (start: UInt64, sizeBytes: UInt64) {
         (UInt64(UInt(bitPattern: base)), mappingBytes)
     }

@@ -14,7 +14,7 @@ extension Machine {
     }
 
     /// What the reclaim policy sees now. vCPU statistics and the resident size of guest RAM cost
-    /// more than the rest (a read per vCPU, a walk of smaps): only when `sampleCostly`.
+    /// more than the rest (a read per vCPU, a walk of guest RAM's page tables): only when `sampleCostly`.
     func reclaimObservation(elapsed: Duration, sampleCostly: Bool) -> ReclaimObservation? {
         guard let balloon = withDevice(BalloonDevice.self, { ($0.counters, UInt64($0.actualPages) * BalloonLimits.pageBytes) }) else {
             return nil
