@@ -416,7 +416,7 @@ def run_net(argv, server, timeout_s=300, echo=None):
 
     def mark(run, at, line):
         if line.startswith(("net: tx-file", "net: rx bytes", "net: rx failed", "net: tx reply")):
-            marks.append((line, thread_cpu_seconds(run.pid), kvm_statistics(run.pid)))
+            marks.append((line, thread_cpu_seconds(run.pid), kvm_statistics(run.pid, KVM_COUNTERS)))
     run, result, stage = start_run(argv, echo, on_line=mark)
     host_lines = []
 

@@ -131,8 +131,8 @@ def thread_cpu_seconds(pid):
 KVM_DEBUGFS = "/sys/kernel/debug/kvm"
 
 
-def kvm_statistics(pid):
-    """KVM's counters for the VM that process `pid` runs, summed over its vCPUs, by name (exits,
+def kvm_statistics(pid, names):
+    """KVM's counters `names` for the VM that process `pid` runs, summed over its vCPUs (exits,
     mmio_exits: those that went to the VMM's user space, irq_injections, ...), as the host
     kernel's debugfs shows them in KVM_DEBUGFS/PID-FD/: the same for any VMM ({} where there is no
     such folder). Mounts debugfs first if it is not (root only)."""
@@ -145,7 +145,7 @@ def kvm_statistics(pid):
     counters = {}
     for folder in folders:
         path = os.path.join(KVM_DEBUGFS, folder)
-        for name in os.listdir(path):
+        for name in names:
             try:
                 with open(os.path.join(path, name)) as counter:
                     counters[name] = counters.get(name, 0) + int(counter.read().strip())
