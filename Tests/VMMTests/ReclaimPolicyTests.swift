@@ -361,10 +361,16 @@ struct ReclaimSimulation {
         #expect(simulation.guest.balloonBytes == 0)
     }
 
-    @Test func aFreePagesSqueezeThatGainsNothingBacksOffInsteadOfRepeating() {
+    /// A guest with no cache whose 40 MiB of resident "free" memory no balloon can take (its
+    /// per-CPU lists, say): every free-pages squeeze for it gains nothing.
+    static func guestWithUnreachableFreeMemory() -> ReclaimSimulation {
         var guest = SimulatedGuest(coldCacheMiB: 0)
-        guest.unreachableResidentBytes = 40 * Self.mib
-        var simulation = ReclaimSimulation(guest)
+        guest.unreachableResidentBytes = 40 * mib
+        return ReclaimSimulation(guest)
+    }
+
+    @Test func aFreePagesSqueezeThatGainsNothingBacksOffInsteadOfRepeating() {
+        var simulation = Self.guestWithUnreachableFreeMemory()
         simulation.run(for: .seconds(60))
         #expect(simulation.policy.counters.backOffs[.noGain] ?? 0 >= 1)
         #expect(simulation.policy.counters.squeezes <= 2, "\(simulation.policy.counters.squeezes) squeezes for nothing in 60 s")
@@ -374,9 +380,7 @@ struct ReclaimSimulation {
     /// A guest reading pages in during a free-pages squeeze makes RAM resident as fast as the
     /// squeeze gives it back: that squeeze is not judged; the next one, without faults, is.
     @Test func aFreePagesSqueezeDuringMajorFaultsIsNotJudgedGainless() {
-        var guest = SimulatedGuest(coldCacheMiB: 0)
-        guest.unreachableResidentBytes = 40 * Self.mib
-        var simulation = ReclaimSimulation(guest)
+        var simulation = Self.guestWithUnreachableFreeMemory()
         var squeezesAtBackOff: UInt64?
         simulation.run(for: .seconds(60)) { simulation in
             if simulation.policy.state == .squeezing, simulation.policy.counters.squeezes == 1 {
@@ -392,9 +396,7 @@ struct ReclaimSimulation {
     /// Backed off after a free-pages squeeze that gained nothing, the policy still squeezes for
     /// cache the guest reads meanwhile: the free pages it could not reach say nothing of that.
     @Test func cacheReadDuringANoGainBackOffIsStillSqueezedFor() {
-        var guest = SimulatedGuest(coldCacheMiB: 0)
-        guest.unreachableResidentBytes = 40 * Self.mib
-        var simulation = ReclaimSimulation(guest)
+        var simulation = Self.guestWithUnreachableFreeMemory()
         var backedOffAt: Duration?
         simulation.run(for: .seconds(40)) { simulation in
             if backedOffAt == nil, simulation.policy.counters.backOffs[.noGain] != nil {
