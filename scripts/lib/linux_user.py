@@ -23,8 +23,8 @@ import re
 import subprocess
 import sys
 
-from vmrun import (MIB, VMRun, die, guest_ram_resident_bytes, guest_ram_resident_map, kvm_statistics, median, say,
-                   thread_cpu_seconds)
+from vmrun import (MIB, VMRun, die, guest_ram_resident_bytes, guest_ram_resident_map, host_cpu_seconds, kvm_statistics,
+                   median, say, thread_cpu_seconds)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -383,7 +383,7 @@ def figure(result, key, digits=1):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def run_net(argv, server, timeout_s=300, echo=None):
+def run_net(argv, server, timeout_s=300, echo=None, tap_counters=None):
     """The net scenario once (ebb.scenario=net): the VMM (`argv`, started in the namespace of
     `server`, net_host.Namespace.serve's process) gives the guest a NIC on the namespace's tap.
     Figures:
@@ -403,6 +403,14 @@ def run_net(argv, server, timeout_s=300, echo=None):
                       is the host kernel's: the tap, and the host's network stack behind it)
       rx-vcpu-ms-per-mib / tx-vcpu-ms-per-mib  the same for the vCPU thread (the guest's own
                       time, and the exits the VMM serves on it)
+      rx-server-ms-per-mib / tx-server-ms-per-mib  the same for the host's HTTP server (Python:
+                      its own work and the socket's)
+      rx-idle-ms-per-mib / tx-idle-ms-per-mib  this host's CPUs' idle time per MiB: what no one
+                      used, waiting on the other side (on one CPU, a transfer's time per MiB is
+                      the VMM's, the server's, the rest of the host's and this)
+      rx-frames-per-mib / tx-frames-per-mib  frames through the tap per MiB moved each way, from
+                      the tap's own counters (`tap_counters`, net_host.Namespace's): fewer, larger
+                      frames cost the host's network stack less
       host-threads    the VMM's threads other than vCPUs by name, CPU seconds over the transfers
       rx-exits-per-mib / tx-exits-per-mib, and -mmio-exits- (those served in the VMM's user space),
                       -irq-injections-  KVM's counters per MiB moved each way (its debugfs: the
@@ -416,7 +424,10 @@ def run_net(argv, server, timeout_s=300, echo=None):
 
     def mark(run, at, line):
         if line.startswith(("net: tx-file", "net: rx bytes", "net: rx failed", "net: tx reply")):
-            marks.append((line, thread_cpu_seconds(run.pid), kvm_statistics(run.pid, KVM_COUNTERS)))
+            marks.append({"line": line, "threads": thread_cpu_seconds(run.pid),
+                          "kvm": kvm_statistics(run.pid, KVM_COUNTERS),
+                          "server": sum(total for total, _ in thread_cpu_seconds(server.pid).values()),
+                          "cpu": host_cpu_seconds(), "tap": tap_counters() if tap_counters else {}})
     run, result, stage = start_run(argv, echo, on_line=mark)
     host_lines = []
 
@@ -474,18 +485,29 @@ KVM_COUNTERS = ("exits", "mmio_exits", "irq_injections")
 
 
 def transfer_cpu_figures(marks, blobs, uploads):
-    """run_net's CPU and exit figures from its marks: (guest line, thread CPU times by name, KVM's
-    counters) in order."""
+    """run_net's CPU, exit and frame figures from its marks, in order: dicts of the guest's
+    "line", the VMM's "threads" (CPU times by name), its "kvm" counters, the "server"'s CPU
+    seconds, this host's "cpu" (busy, idle) seconds and the "tap"'s counters."""
     vcpu = lambda name: name.startswith(("ebb-vcpu", "CPU "))  # noqa: E731 (Ebb's and QEMU's names)
-    spent = {way: {"host": 0.0, "host-user": 0.0, "vcpu": 0.0} for way in ("rx", "tx")}
+    parts = ("host", "host-user", "vcpu", "server", "idle")
+    spent = {way: {part: 0.0 for part in parts} for way in ("rx", "tx")}
     counted = {way: {name: 0 for name in KVM_COUNTERS} for way in ("rx", "tx")}
+    frames = {"rx": 0, "tx": 0}
     host_threads = {}
-    for (_, before, kvm_before), (line, after, kvm_after) in zip(marks, marks[1:]):
-        way = "tx" if line.startswith("net: tx reply") else "rx"
+    for earlier, later in zip(marks, marks[1:]):
+        way = "tx" if later["line"].startswith("net: tx reply") else "rx"
+        spent[way]["server"] += max(0.0, later["server"] - earlier["server"])
+        if earlier["cpu"] and later["cpu"]:
+            spent[way]["idle"] += later["cpu"][1] - earlier["cpu"][1]
+        # The tap's rx is what the VMM wrote into it: the guest's transmissions.
+        counter = "rx_packets" if way == "tx" else "tx_packets"
+        if counter in earlier["tap"] and counter in later["tap"]:
+            frames[way] += later["tap"][counter] - earlier["tap"][counter]
         for name in KVM_COUNTERS:
-            if name in kvm_after and name in kvm_before:
-                counted[way][name] += kvm_after[name] - kvm_before[name]
-        for name, (seconds, user) in after.items():
+            if name in later["kvm"] and name in earlier["kvm"]:
+                counted[way][name] += later["kvm"][name] - earlier["kvm"][name]
+        before = earlier["threads"]
+        for name, (seconds, user) in later["threads"].items():
             used = seconds - before.get(name, (0.0, 0.0))[0]
             if vcpu(name):
                 spent[way]["vcpu"] += used
@@ -497,9 +519,11 @@ def transfer_cpu_figures(marks, blobs, uploads):
     for way, transfers in (("rx", blobs), ("tx", uploads)):
         mib = sum(int(t.get("bytes", 0)) for t in transfers) / MIB
         if mib > 0 and len(marks) > 1:
-            for part in ("host", "host-user", "vcpu"):
+            for part in parts:
                 figures[f"{way}-{part}-ms-per-mib"] = spent[way][part] * 1000 / mib
-            if all(name in marks[0][2] for name in KVM_COUNTERS):
+            if marks[0]["tap"]:
+                figures[f"{way}-frames-per-mib"] = frames[way] / mib
+            if all(name in marks[0]["kvm"] for name in KVM_COUNTERS):
                 for name in KVM_COUNTERS:
                     figures[f"{way}-{name.replace('_', '-')}-per-mib"] = counted[way][name] / mib
     if host_threads:

@@ -12,6 +12,7 @@ Seconds run from the request's first byte to the last byte of the body, as the s
 """
 import hashlib
 import http.server
+import json
 import os
 import socket
 import subprocess
@@ -41,6 +42,17 @@ class Namespace:
 
     def prefix(self):
         return ["ip", "netns", "exec", self.name]
+
+    def tap_counters(self):
+        """The tap's own counters, the same whichever VMM is behind it: {"rx_packets", "rx_bytes",
+        "tx_packets", "tx_bytes"} (rx: what the VMM wrote, frames from the guest), {} if unread."""
+        result = subprocess.run(["ip", "-n", self.name, "-s", "-j", "link", "show", "dev", self.tap],
+                                capture_output=True, text=True)
+        try:
+            stats = json.loads(result.stdout)[0]["stats64"]
+        except (ValueError, IndexError, KeyError):
+            return {}
+        return {f"{way}_{unit}": stats[way][unit] for way in ("rx", "tx") for unit in ("packets", "bytes")}
 
     def serve(self, blob_mib):
         """Starts the HTTP server in the namespace; its lines come on the process's stdout."""

@@ -128,6 +128,22 @@ def thread_cpu_seconds(pid):
     return seconds
 
 
+def host_cpu_seconds():
+    """This host's CPU time since boot over all its CPUs, from /proc/stat's first line, as
+    (seconds busy, seconds idle): idle counts iowait too, busy everything else but guest time
+    (already in user)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(f) for f in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice]
+    idle = fields[3] + fields[4]
+    busy = sum(fields[:8]) - idle
+    return busy / tick, idle / tick
+
+
 KVM_DEBUGFS = "/sys/kernel/debug/kvm"
 
 
