@@ -349,14 +349,18 @@ def run_idle_reclaim(argv, memory_mib, timeout_s=300, echo=None):
 
 
 def compare_vmms(prog, commands, run_once, keys, labels, runs, attempts=2, detail=None, last_line=True):
-    """Runs each VMM's command `runs` times, alternating (ebb, qemu, ebb, ...), retrying a failed
+    """Runs each VMM's command `runs` times, interleaved, the order rotating from run to run
+    (ebb, qemu; then qemu, ebb; ...: the emulated host's speed drifts, and in three bench-net
+    runs of four the last run of all, always QEMU's, was the slowest by far), retrying a failed
     run once; prints a line per run, a table of medians and, last, for scripts, one line
     `ebb key=N ... | qemu key=N ...` (unless not `last_line`). `run_once(argv)` returns a result
     dict of figures with "error" and "status"; `detail(result)` adds to a run's line. Returns the
     medians."""
     results = {vmm: [] for vmm in commands}
+    order = list(commands.items())
     for number in range(1, runs + 1):
-        for vmm, argv in commands.items():
+        shift = (number - 1) % len(order)
+        for vmm, argv in order[shift:] + order[:shift]:
             for attempt in range(1, attempts + 1):
                 result = run_once(argv)
                 if not result["error"] and result["status"] == 0:
