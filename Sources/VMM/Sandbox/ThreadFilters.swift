@@ -85,6 +85,7 @@ enum ThreadFilters {
         SyscallRule("close"), SyscallRule("pread64"), SyscallRule("lseek"), SyscallRule("fstat"), SyscallRule("newfstatat"),
     ]
 
+    /// Reading this process's memory figures from /proc (the progress line's VmRSS).
     static let monitor = readOnlyOpen + interrupts
 
     /// The monitor's, guest RAM's resident size (`mincore`) and re-arming the balloon's statistics
