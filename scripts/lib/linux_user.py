@@ -23,7 +23,7 @@ import re
 import subprocess
 import sys
 
-from vmrun import (MIB, VMRun, die, guest_ram_resident_bytes, guest_ram_resident_map, host_cpu_seconds, kvm_statistics,
+from vmrun import (MIB, VMRun, die, guest_ram_resident_bytes, guest_ram_resident_map, host_idle_seconds, kvm_statistics,
                    median, say, thread_cpu_seconds)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -431,7 +431,7 @@ def run_net(argv, server, timeout_s=300, echo=None, tap_counters=None):
             marks.append({"line": line, "threads": thread_cpu_seconds(run.pid),
                           "kvm": kvm_statistics(run.pid, KVM_COUNTERS),
                           "server": sum(total for total, _ in thread_cpu_seconds(server.pid).values()),
-                          "cpu": host_cpu_seconds(), "tap": tap_counters() if tap_counters else {}})
+                          "idle": host_idle_seconds(), "tap": tap_counters() if tap_counters else {}})
     run, result, stage = start_run(argv, echo, on_line=mark)
     host_lines = []
 
@@ -491,7 +491,7 @@ KVM_COUNTERS = ("exits", "mmio_exits", "irq_injections")
 def transfer_cpu_figures(marks, blobs, uploads):
     """run_net's CPU, exit and frame figures from its marks, in order: dicts of the guest's
     "line", the VMM's "threads" (CPU times by name), its "kvm" counters, the "server"'s CPU
-    seconds, this host's "cpu" (busy, idle) seconds and the "tap"'s counters."""
+    seconds, this host's "idle" CPU seconds and the "tap"'s counters."""
     vcpu = lambda name: name.startswith(("ebb-vcpu", "CPU "))  # noqa: E731 (Ebb's and QEMU's names)
     parts = ("host", "host-user", "vcpu", "server", "idle")
     spent = {way: {part: 0.0 for part in parts} for way in ("rx", "tx")}
@@ -501,8 +501,8 @@ def transfer_cpu_figures(marks, blobs, uploads):
     for earlier, later in zip(marks, marks[1:]):
         way = "tx" if later["line"].startswith("net: tx reply") else "rx"
         spent[way]["server"] += max(0.0, later["server"] - earlier["server"])
-        if earlier["cpu"] and later["cpu"]:
-            spent[way]["idle"] += later["cpu"][1] - earlier["cpu"][1]
+        if earlier["idle"] is not None and later["idle"] is not None:
+            spent[way]["idle"] += later["idle"] - earlier["idle"]
         # The tap's rx is what the VMM wrote into it: the guest's transmissions.
         counter = "rx_packets" if way == "tx" else "tx_packets"
         if counter in earlier["tap"] and counter in later["tap"]:

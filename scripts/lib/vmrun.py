@@ -128,20 +128,16 @@ def thread_cpu_seconds(pid):
     return seconds
 
 
-def host_cpu_seconds():
-    """This host's CPU time since boot over all its CPUs, from /proc/stat's first line, as
-    (seconds busy, seconds idle): idle counts iowait too, busy everything else but guest time
-    (already in user)."""
-    tick = os.sysconf("SC_CLK_TCK")
+def host_idle_seconds():
+    """The seconds this host's CPUs have been idle since boot, all of them together (iowait
+    counted as idle), from /proc/stat's first line; None if unread."""
     try:
         with open("/proc/stat") as stat:
-            fields = [int(f) for f in stat.readline().split()[1:]]
+            # cpu user nice system idle iowait ...
+            fields = [int(f) for f in stat.readline().split()[1:6]]
     except (OSError, ValueError):
         return None
-    # user nice system idle iowait irq softirq steal [guest guest_nice]
-    idle = fields[3] + fields[4]
-    busy = sum(fields[:8]) - idle
-    return busy / tick, idle / tick
+    return (fields[3] + fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 KVM_DEBUGFS = "/sys/kernel/debug/kvm"
